@@ -1,0 +1,104 @@
+use super::*;
+
+fn err_text(toml: &str) -> String {
+    match RawConfig::from_toml(toml).and_then(RawConfig::validate) {
+        Ok(_) => panic!("config was accepted:\n{toml}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn empty_file_gives_embedded_defaults() {
+    let c = RawConfig::from_toml("").and_then(RawConfig::validate).expect("defaults");
+    assert_eq!(c.node_id, 1);
+    assert_eq!(c.data_dir, PathBuf::from("./regmesh-data"));
+    assert_eq!(c.listen.len(), 2);
+    assert_eq!(c.listen[0].transport, Transport::Udp);
+    assert_eq!(c.listen[0].addr, "127.0.0.1:5060".parse().expect("addr"));
+    assert_eq!(c.listen[1].transport, Transport::Tcp);
+    assert_eq!(c.rpc_listen, Some("127.0.0.1:9060".parse().expect("addr")));
+    assert_eq!(c.rpc_socket, Some(PathBuf::from("./regmesh-data/regmesh.sock")));
+    assert!(!c.auth.enabled);
+    assert_eq!(c.policy.default_expires, 3600);
+}
+
+/// Every table rejects a key it does not know, and the message names it
+/// (hickory's `test_reject_unknown_fields`).
+#[test]
+fn unknown_keys_are_rejected_in_every_table() {
+    for table in ["node", "sip", "registrar", "auth", "rpc", "log"] {
+        let text = format!("[{table}]\nno_such_key = 1\n");
+        let e = err_text(&text);
+        assert!(e.contains("no_such_key"), "[{table}]: {e}");
+    }
+    let e = err_text("[sip.tls]\ncert = \"a\"\nkey = \"b\"\nbogus = 1\n");
+    assert!(e.contains("bogus"), "{e}");
+    let e = err_text("toplevel = 1\n");
+    assert!(e.contains("toplevel"), "{e}");
+}
+
+#[test]
+fn example_configs_parse_and_validate() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/config");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).expect("examples/config exists") {
+        let path = entry.expect("dir entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("readable");
+        RawConfig::from_toml(&text)
+            .and_then(RawConfig::validate)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        n += 1;
+    }
+    assert!(n >= 1, "no example configs found in {dir}");
+}
+
+#[test]
+fn rules_name_their_key() {
+    let cases = [
+        ("[node]\nid = 0", "node.id"),
+        ("[sip]\nlisten = []", "sip.listen"),
+        ("[sip]\nlisten = [\"sctp:127.0.0.1:5060\"]", "sip.listen"),
+        ("[sip]\nlisten = [\"udp:127.0.0.1\"]", "sip.listen"),
+        (
+            "[sip]\nlisten = [\"udp:127.0.0.1:5060\", \"udp:127.0.0.1:5060\"]",
+            "sip.listen",
+        ),
+        ("[sip]\nlisten = [\"tls:127.0.0.1:5061\"]", "sip.tls"),
+        ("[sip]\nmax_message_size = 10", "sip.max_message_size"),
+        ("[sip]\nidle_timeout = \"soon\"", "sip.idle_timeout"),
+        ("[registrar]\nmin_expires = 100\ndefault_expires = 50", "registrar.default_expires"),
+        ("[registrar]\nmax_expires = 10", "registrar.max_expires"),
+        ("[registrar]\noverflow = \"drop\"", "registrar.overflow"),
+        ("[auth]\nenabled = true", "auth.secret"),
+        ("[auth]\nsecret = \"short\"", "auth.secret"),
+        ("[rpc]\nlisten = \"0.0.0.0:9060\"", "rpc.token"),
+        ("[rpc]\nlisten = \"nonsense\"", "rpc.listen"),
+        ("[log]\nformat = \"xml\"", "log.format"),
+    ];
+    for (text, key) in cases {
+        let e = err_text(text);
+        assert!(e.contains(key), "{text:?} gave {e:?}, expected it to name {key}");
+    }
+}
+
+#[test]
+fn non_loopback_rpc_with_token_is_accepted() {
+    let c = RawConfig::from_toml("[rpc]\nlisten = \"0.0.0.0:9060\"\ntoken = \"0123456789abcdef0123\"")
+        .and_then(RawConfig::validate)
+        .expect("valid");
+    assert_eq!(c.rpc_token.as_deref(), Some("0123456789abcdef0123"));
+}
+
+#[test]
+fn durations() {
+    assert_eq!(parse_duration("300s"), Some(Duration::from_secs(300)));
+    assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+    assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+    assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+    assert_eq!(parse_duration("5"), None);
+    assert_eq!(parse_duration("s"), None);
+    assert_eq!(parse_duration("5d"), None);
+}

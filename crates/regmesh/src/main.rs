@@ -1,0 +1,92 @@
+//! `regmesh`: the binary. Reads the config, wires the crates together, binds
+//! the sockets, and offers `serve` and `ctl`.
+//!
+//! Exit codes: 0 success, 64 bad usage or configuration (`EX_USAGE`), 1 runtime
+//! failure (including a database that cannot be opened).
+
+mod config;
+mod ctl;
+mod metrics;
+mod serve;
+mod sip_stream;
+mod sip_udp;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "regmesh", version, about = "A clustered SIP registrar and location service")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node. Without --config it runs on the embedded defaults.
+    Serve {
+        /// TOML configuration file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Validate the configuration, print the effective one, and exit.
+        #[arg(long)]
+        check_config: bool,
+        /// Write the bound addresses as JSON to this file once serving.
+        #[arg(long)]
+        ready_file: Option<PathBuf>,
+    },
+    /// Call a JSON-RPC method on a running node.
+    Ctl(ctl::CtlArgs),
+}
+
+const EX_USAGE: u8 = 64;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve {
+            config,
+            check_config,
+            ready_file,
+        } => {
+            let cfg = match load_config(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("regmesh: configuration error: {e:#}");
+                    return ExitCode::from(EX_USAGE);
+                }
+            };
+            if check_config {
+                match toml::to_string_pretty(&cfg.raw) {
+                    Ok(text) => {
+                        println!("# configuration is valid; effective values:\n{text}");
+                        return ExitCode::SUCCESS;
+                    }
+                    Err(e) => {
+                        eprintln!("regmesh: cannot print configuration: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            match serve::run(cfg, ready_file) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("regmesh: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Ctl(args) => ctl::run(args),
+    }
+}
+
+fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<config::Config> {
+    use anyhow::Context as _;
+    let text = match path {
+        Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        None => String::new(),
+    };
+    let raw = config::RawConfig::from_toml(&text)?;
+    Ok(raw.validate()?)
+}

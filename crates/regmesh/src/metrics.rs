@@ -1,0 +1,114 @@
+//! `GET /metrics` (Prometheus text exposition 0.0.4) and `GET /health`.
+//!
+//! The counters live where they are counted (registrar `Stats`, the
+//! transports' [`SipCounters`], the store's counts); this module only renders
+//! them, so nothing here is a global. Names are `regmesh_`-prefixed,
+//! counters end in `_total` (STYLE.md §6).
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use regmesh_location::Location;
+use regmesh_registrar::Stats;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Transport-level counters.
+#[derive(Debug, Default)]
+pub(crate) struct SipCounters {
+    /// Datagrams or stream messages over `sip.max_message_size`.
+    pub(crate) oversize: AtomicU64,
+    /// Stream connections closed because framing was lost.
+    pub(crate) bad_frames: AtomicU64,
+}
+
+/// What the endpoints read.
+#[derive(Clone)]
+pub(crate) struct MetricsState {
+    pub(crate) location: Arc<Location>,
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) counters: Arc<SipCounters>,
+    pub(crate) ready: Arc<AtomicBool>,
+}
+
+pub(crate) fn router(state: MetricsState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health", get(health))
+        .with_state(state)
+}
+
+async fn health(State(s): State<MetricsState>) -> impl IntoResponse {
+    let ready = s.ready.load(Ordering::Acquire);
+    let healthy = s.location.healthy();
+    let status = if ready && healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({
+        "status": if !healthy { "store-failed" } else if ready { "ready" } else { "starting" },
+        "ready": ready,
+        "store_healthy": healthy,
+    });
+    (status, axum::Json(body))
+}
+
+async fn metrics(State(s): State<MetricsState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        render(&s),
+    )
+}
+
+fn render(s: &MetricsState) -> String {
+    let mut out = String::with_capacity(2048);
+    let st = s.location.stats();
+    gauge(&mut out, "regmesh_bindings", "Live bindings in the location table.", st.bindings);
+    gauge(&mut out, "regmesh_aors", "AoRs with at least one live binding.", st.aors);
+    gauge(&mut out, "regmesh_tombstones", "Tombstones held for removed bindings.", st.tombstones);
+    gauge(
+        &mut out,
+        "regmesh_store_healthy",
+        "1 while the durable store accepts commits.",
+        u64::from(s.location.healthy()),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP regmesh_register_total REGISTER requests by outcome.\n# TYPE regmesh_register_total counter"
+    );
+    let _ = writeln!(
+        out,
+        "regmesh_register_total{{result=\"accepted\"}} {}",
+        s.stats.accepted_regs.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "regmesh_register_total{{result=\"rejected\"}} {}",
+        s.stats.rejected_regs.load(Ordering::Relaxed)
+    );
+    counter(
+        &mut out,
+        "regmesh_sip_oversize_total",
+        "SIP messages refused for exceeding sip.max_message_size.",
+        s.counters.oversize.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "regmesh_sip_stream_framing_errors_total",
+        "TCP/TLS connections closed because a message could not be framed.",
+        s.counters.bad_frames.load(Ordering::Relaxed),
+    );
+    out
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, v: u64) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+}
+
+fn counter(out: &mut String, name: &str, help: &str, v: u64) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+}

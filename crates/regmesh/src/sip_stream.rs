@@ -1,0 +1,180 @@
+//! SIP over TCP and TLS: Content-Length framing (RFC 3261 §18.3), persistent
+//! connections, replies on the connection the request came in on, CRLF
+//! keep-alives (RFC 5626 §3.5.1) answered with CRLF.
+
+use crate::serve::SipShared;
+use anyhow::Context as _;
+use regmesh_registrar::{Action, LocalSocket};
+use regmesh_sip::{Frame, ParseError, Source};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, warn};
+
+/// A TLS handshake that takes longer than this is abandoned.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Load the certificate chain and key into an acceptor.
+pub(crate) fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
+    use rustls_pemfile::{certs, private_key};
+    let mut cert_reader = std::io::BufReader::new(
+        std::fs::File::open(cert).with_context(|| format!("sip.tls.cert: opening {}", cert.display()))?,
+    );
+    let chain = certs(&mut cert_reader)
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("sip.tls.cert: reading PEM from {}", cert.display()))?;
+    if chain.is_empty() {
+        anyhow::bail!("sip.tls.cert: no certificate in {}", cert.display());
+    }
+    let mut key_reader = std::io::BufReader::new(
+        std::fs::File::open(key).with_context(|| format!("sip.tls.key: opening {}", key.display()))?,
+    );
+    let key = private_key(&mut key_reader)
+        .with_context(|| format!("sip.tls.key: reading PEM from {}", key.display()))?
+        .with_context(|| format!("sip.tls.key: no private key in {}", key.display()))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .context("sip.tls: protocol versions")?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .context("sip.tls: certificate and key do not form a usable pair")?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Accept connections until cancelled; at most `max_conns` at once (the
+/// rest wait in the kernel's accept queue).
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    local: LocalSocket,
+    tls: Option<TlsAcceptor>,
+    max_conns: usize,
+    shared: Arc<SipShared>,
+) {
+    let permits = Arc::new(Semaphore::new(max_conns));
+    loop {
+        let permit = tokio::select! {
+            biased;
+            _ = shared.cancel.cancelled() => return,
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
+        let accepted = tokio::select! {
+            biased;
+            _ = shared.cancel.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let shared2 = shared.clone();
+        let tls = tls.clone();
+        shared.tracker.spawn(async move {
+            let _permit = permit;
+            match tls {
+                None => serve_conn(stream, peer, local, &shared2).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => serve_conn(s, peer, local, &shared2).await,
+                        Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Serve one connection: frame, handle, answer in order.
+async fn serve_conn<S>(mut stream: S, peer: SocketAddr, local: LocalSocket, shared: &SipShared)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let source = Source {
+        transport: local.transport,
+        addr: peer,
+    };
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut start = 0usize;
+    loop {
+        // Handle every complete frame already buffered.
+        loop {
+            match regmesh_sip::frame(&buf[start..], shared.max_message_size) {
+                Ok(Frame::KeepAlive(n)) => {
+                    start += n;
+                    // RFC 5626 §3.5.1: a double CRLF ping gets a single CRLF pong.
+                    if n >= 4 && stream.write_all(b"\r\n").await.is_err() {
+                        return;
+                    }
+                }
+                Ok(Frame::Message(n)) => {
+                    let action = shared.registrar.handle(&buf[start..start + n], source, local);
+                    start += n;
+                    let bytes = match action {
+                        Action::Reply(b) => Some(b),
+                        Action::ReplyAfterCommit(ok, commit, failed) => match commit.wait().await {
+                            Ok(()) => Some(ok),
+                            Err(e) => {
+                                tracing::error!(error = %e, "commit failed; answering 500");
+                                Some(failed)
+                            }
+                        },
+                        Action::Drop => None,
+                    };
+                    if let Some(b) = bytes
+                        && stream.write_all(&b).await.is_err()
+                    {
+                        return;
+                    }
+                }
+                Err(ParseError::Incomplete) => break,
+                Err(ParseError::TooLarge) => {
+                    shared.counters.oversize.fetch_add(1, Ordering::Relaxed);
+                    debug!(%peer, "stream message over the size limit; closing");
+                    let _ = stream
+                        .write_all(b"SIP/2.0 513 Message Too Large\r\nContent-Length: 0\r\n\r\n")
+                        .await;
+                    return;
+                }
+                Err(e) => {
+                    // Framing is lost: nothing after this point can be delimited.
+                    shared.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
+                    debug!(%peer, error = %e, "unframeable stream data; closing");
+                    return;
+                }
+            }
+        }
+        if start > 0 {
+            buf.drain(..start);
+            start = 0;
+        }
+        let read = tokio::select! {
+            biased;
+            _ = shared.cancel.cancelled() => return,
+            r = tokio::time::timeout(shared.idle_timeout, stream.read_buf(&mut buf)) => r,
+        };
+        match read {
+            Ok(Ok(0)) | Ok(Err(_)) => return,
+            Ok(Ok(_)) => {}
+            Err(_) => {
+                debug!(%peer, "idle connection closed");
+                return;
+            }
+        }
+    }
+}
