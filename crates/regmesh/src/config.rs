@@ -277,7 +277,10 @@ impl RawConfig {
             return Err(invalid("node.data_dir", "must not be empty"));
         }
         if self.sip.listen.is_empty() {
-            return Err(invalid("sip.listen", "at least one listen address is needed"));
+            return Err(invalid(
+                "sip.listen",
+                "at least one listen address is needed",
+            ));
         }
         let mut listen = Vec::new();
         for l in &self.sip.listen {
@@ -312,7 +315,10 @@ impl RawConfig {
 
         let r = &self.registrar;
         if r.default_expires == 0 {
-            return Err(invalid("registrar.default_expires", "must be at least 1 second"));
+            return Err(invalid(
+                "registrar.default_expires",
+                "must be at least 1 second",
+            ));
         }
         if r.default_expires < r.min_expires {
             return Err(invalid(
@@ -363,11 +369,19 @@ impl RawConfig {
         if let Some(realm) = &a.realm
             && (realm.is_empty() || realm.contains('"'))
         {
-            return Err(invalid("auth.realm", "must be non-empty and contain no quote"));
+            return Err(invalid(
+                "auth.realm",
+                "must be non-empty and contain no quote",
+            ));
         }
         let nonce_ttl = parse_duration(&a.nonce_ttl)
             .filter(|d| d.as_secs() >= 1)
-            .ok_or_else(|| invalid("auth.nonce_ttl", "a duration of at least 1s, such as \"300s\""))?;
+            .ok_or_else(|| {
+                invalid(
+                    "auth.nonce_ttl",
+                    "a duration of at least 1s, such as \"300s\"",
+                )
+            })?;
         let auth = regmesh_registrar::AuthConfig {
             enabled: a.enabled,
             realm: a.realm.clone(),
@@ -380,7 +394,10 @@ impl RawConfig {
             None
         } else {
             Some(self.rpc.listen.parse::<SocketAddr>().map_err(|_| {
-                invalid("rpc.listen", "must be IP:PORT (e.g. \"127.0.0.1:9060\") or \"\"")
+                invalid(
+                    "rpc.listen",
+                    "must be IP:PORT (e.g. \"127.0.0.1:9060\") or \"\"",
+                )
             })?)
         };
         if let Some(t) = &self.rpc.token

@@ -50,7 +50,10 @@ pub(crate) fn run(args: CtlArgs) -> ExitCode {
             }
             let result = response.get("result").cloned().unwrap_or(Value::Null);
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&result).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&result).unwrap_or_default()
+                );
             } else {
                 print!("{}", render(&result));
             }
@@ -136,7 +139,9 @@ fn http_post(url: &str, token: Option<&str>, body: &[u8]) -> anyhow::Result<Vec<
     stream.write_all(req.as_bytes())?;
     stream.write_all(body)?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).context("reading the HTTP answer")?;
+    stream
+        .read_to_end(&mut raw)
+        .context("reading the HTTP answer")?;
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -186,12 +191,19 @@ fn unwrap_single(v: &Value) -> &Value {
 fn render_into(v: &Value, indent: usize, out: &mut String) {
     let pad = " ".repeat(indent);
     match v {
-        Value::Array(items) if items.iter().all(|i| matches!(unwrap_single(i), Value::Object(_))) && !items.is_empty() => {
+        Value::Array(items)
+            if items
+                .iter()
+                .all(|i| matches!(unwrap_single(i), Value::Object(_)))
+                && !items.is_empty() =>
+        {
             let rows: Vec<&serde_json::Map<String, Value>> = items
                 .iter()
                 .filter_map(|i| unwrap_single(i).as_object())
                 .collect();
-            let flat = rows.iter().all(|r| r.values().all(|x| !x.is_object() && !x.is_array()));
+            let flat = rows
+                .iter()
+                .all(|r| r.values().all(|x| !x.is_object() && !x.is_array()));
             if flat {
                 table(&rows, indent, out);
             } else {
@@ -235,12 +247,23 @@ fn table(rows: &[&serde_json::Map<String, Value>], indent: usize, out: &mut Stri
     }
     let cells: Vec<Vec<String>> = rows
         .iter()
-        .map(|r| cols.iter().map(|c| r.get(*c).map(scalar).unwrap_or_default()).collect())
+        .map(|r| {
+            cols.iter()
+                .map(|c| r.get(*c).map(scalar).unwrap_or_default())
+                .collect()
+        })
         .collect();
     let widths: Vec<usize> = cols
         .iter()
         .enumerate()
-        .map(|(i, c)| cells.iter().map(|row| row[i].len()).max().unwrap_or(0).max(c.len()))
+        .map(|(i, c)| {
+            cells
+                .iter()
+                .map(|row| row[i].len())
+                .max()
+                .unwrap_or(0)
+                .max(c.len())
+        })
         .collect();
     let pad = " ".repeat(indent);
     let line = |vals: Vec<&str>| {
@@ -252,7 +275,15 @@ fn table(rows: &[&serde_json::Map<String, Value>], indent: usize, out: &mut Stri
         format!("{pad}{}\n", parts.join("  ").trim_end())
     };
     out.push_str(&line(cols.clone()));
-    out.push_str(&line(widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().iter().map(String::as_str).collect()));
+    out.push_str(&line(
+        widths
+            .iter()
+            .map(|w| "-".repeat(*w))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(String::as_str)
+            .collect(),
+    ));
     for row in &cells {
         out.push_str(&line(row.iter().map(String::as_str).collect()));
     }
@@ -286,6 +317,9 @@ mod tests {
     #[test]
     fn string_lists_render_one_per_line() {
         let v = json!(["registrar:accepted_regs = 5", "usrloc:registered_users = 2"]);
-        assert_eq!(render(&v), "registrar:accepted_regs = 5\nusrloc:registered_users = 2\n");
+        assert_eq!(
+            render(&v),
+            "registrar:accepted_regs = 5\nusrloc:registered_users = 2\n"
+        );
     }
 }

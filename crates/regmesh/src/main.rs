@@ -4,6 +4,7 @@
 //! Exit codes: 0 success, 64 bad usage or configuration (`EX_USAGE`), 1 runtime
 //! failure (including a database that cannot be opened).
 
+mod bench;
 mod config;
 mod ctl;
 mod metrics;
@@ -16,7 +17,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "regmesh", version, about = "A clustered SIP registrar and location service")]
+#[command(
+    name = "regmesh",
+    version,
+    about = "A clustered SIP registrar and location service"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -38,6 +43,10 @@ enum Command {
     },
     /// Call a JSON-RPC method on a running node.
     Ctl(ctl::CtlArgs),
+    /// Load a registrar (regmesh or Kamailio) with REGISTERs and report.
+    Bench(bench::BenchArgs),
+    /// A trivial UDP responder, to show the bench generator's own ceiling.
+    BenchResponder(bench::ResponderArgs),
 }
 
 const EX_USAGE: u8 = 64;
@@ -78,15 +87,29 @@ fn main() -> ExitCode {
             }
         }
         Command::Ctl(args) => ctl::run(args),
+        Command::Bench(args) => report(bench::run(args)),
+        Command::BenchResponder(args) => report(bench::run_responder(args)),
     }
 }
 
 fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<config::Config> {
     use anyhow::Context as _;
     let text = match path {
-        Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        Some(p) => {
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?
+        }
         None => String::new(),
     };
     let raw = config::RawConfig::from_toml(&text)?;
     Ok(raw.validate()?)
+}
+
+fn report(r: anyhow::Result<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("regmesh: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -67,9 +67,24 @@ async fn metrics(State(s): State<MetricsState>) -> impl IntoResponse {
 fn render(s: &MetricsState) -> String {
     let mut out = String::with_capacity(2048);
     let st = s.location.stats();
-    gauge(&mut out, "regmesh_bindings", "Live bindings in the location table.", st.bindings);
-    gauge(&mut out, "regmesh_aors", "AoRs with at least one live binding.", st.aors);
-    gauge(&mut out, "regmesh_tombstones", "Tombstones held for removed bindings.", st.tombstones);
+    gauge(
+        &mut out,
+        "regmesh_bindings",
+        "Live bindings in the location table.",
+        st.bindings,
+    );
+    gauge(
+        &mut out,
+        "regmesh_aors",
+        "AoRs with at least one live binding.",
+        st.aors,
+    );
+    gauge(
+        &mut out,
+        "regmesh_tombstones",
+        "Tombstones held for removed bindings.",
+        st.tombstones,
+    );
     gauge(
         &mut out,
         "regmesh_store_healthy",
@@ -110,5 +125,8 @@ fn gauge(out: &mut String, name: &str, help: &str, v: u64) {
 }
 
 fn counter(out: &mut String, name: &str, help: &str, v: u64) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+    );
 }

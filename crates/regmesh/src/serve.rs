@@ -128,8 +128,8 @@ async fn serve(cfg: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
     for l in &cfg.listen {
         match l.transport {
             Transport::Udp => {
-                let sock = sip_udp::bind(l.addr)
-                    .with_context(|| format!("binding SIP udp:{}", l.addr))?;
+                let sock =
+                    sip_udp::bind(l.addr).with_context(|| format!("binding SIP udp:{}", l.addr))?;
                 let addr = sock.local_addr()?;
                 bound.push((Transport::Udp, addr));
                 info!(transport = "udp", %addr, "listening");
@@ -142,7 +142,9 @@ async fn serve(cfg: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
             Transport::Tcp | Transport::Tls => {
                 let listener = tokio::net::TcpListener::bind(l.addr)
                     .await
-                    .with_context(|| format!("binding SIP {}:{}", proto_name(l.transport), l.addr))?;
+                    .with_context(|| {
+                        format!("binding SIP {}:{}", proto_name(l.transport), l.addr)
+                    })?;
                 let addr = listener.local_addr()?;
                 bound.push((l.transport, addr));
                 info!(transport = proto_name(l.transport), %addr, "listening");
@@ -157,7 +159,9 @@ async fn serve(cfg: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
                 };
                 let max_conns = cfg.max_connections;
                 let shared = shared.clone();
-                tracker.spawn(sip_stream::accept_loop(listener, local, acceptor, max_conns, shared));
+                tracker.spawn(sip_stream::accept_loop(
+                    listener, local, acceptor, max_conns, shared,
+                ));
             }
         }
     }
@@ -179,14 +183,14 @@ async fn serve(cfg: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
         let addr = listener.local_addr()?;
         rpc_addr = Some(addr);
         info!(transport = "http", %addr, token = cfg.rpc_token.is_some(), "listening for JSON-RPC");
-        let app = regmesh_rpc::router(rpc_ctx.clone(), cfg.rpc_token.clone()).merge(metrics::router(
-            metrics::MetricsState {
+        let app = regmesh_rpc::router(rpc_ctx.clone(), cfg.rpc_token.clone()).merge(
+            metrics::router(metrics::MetricsState {
                 location: location.clone(),
                 stats: stats.clone(),
                 counters: counters.clone(),
                 ready: ready.clone(),
-            },
-        ));
+            }),
+        );
         let cancel = cancel.clone();
         tracker.spawn(async move {
             if let Err(e) = axum::serve(listener, app)
@@ -283,7 +287,10 @@ async fn serve(cfg: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
     info!("shutting down: no new requests; draining in-flight commits");
     cancel.cancel();
     tracker.close();
-    if tokio::time::timeout(DRAIN_GRACE, tracker.wait()).await.is_err() {
+    if tokio::time::timeout(DRAIN_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
         warn!(grace_s = DRAIN_GRACE.as_secs(), "drain grace expired");
     }
     let loc = location.clone();

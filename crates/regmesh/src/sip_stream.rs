@@ -24,7 +24,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
     use rustls_pemfile::{certs, private_key};
     let mut cert_reader = std::io::BufReader::new(
-        std::fs::File::open(cert).with_context(|| format!("sip.tls.cert: opening {}", cert.display()))?,
+        std::fs::File::open(cert)
+            .with_context(|| format!("sip.tls.cert: opening {}", cert.display()))?,
     );
     let chain = certs(&mut cert_reader)
         .collect::<Result<Vec<_>, _>>()
@@ -33,7 +34,8 @@ pub(crate) fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAccepto
         anyhow::bail!("sip.tls.cert: no certificate in {}", cert.display());
     }
     let mut key_reader = std::io::BufReader::new(
-        std::fs::File::open(key).with_context(|| format!("sip.tls.key: opening {}", key.display()))?,
+        std::fs::File::open(key)
+            .with_context(|| format!("sip.tls.key: opening {}", key.display()))?,
     );
     let key = private_key(&mut key_reader)
         .with_context(|| format!("sip.tls.key: reading PEM from {}", key.display()))?
@@ -123,7 +125,9 @@ where
                     }
                 }
                 Ok(Frame::Message(n)) => {
-                    let action = shared.registrar.handle(&buf[start..start + n], source, local);
+                    let action = shared
+                        .registrar
+                        .handle(&buf[start..start + n], source, local);
                     start += n;
                     let bytes = match action {
                         Action::Reply(b) => Some(b),

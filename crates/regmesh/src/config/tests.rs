@@ -9,7 +9,9 @@ fn err_text(toml: &str) -> String {
 
 #[test]
 fn empty_file_gives_embedded_defaults() {
-    let c = RawConfig::from_toml("").and_then(RawConfig::validate).expect("defaults");
+    let c = RawConfig::from_toml("")
+        .and_then(RawConfig::validate)
+        .expect("defaults");
     assert_eq!(c.node_id, 1);
     assert_eq!(c.data_dir, PathBuf::from("./regmesh-data"));
     assert_eq!(c.listen.len(), 2);
@@ -17,7 +19,10 @@ fn empty_file_gives_embedded_defaults() {
     assert_eq!(c.listen[0].addr, "127.0.0.1:5060".parse().expect("addr"));
     assert_eq!(c.listen[1].transport, Transport::Tcp);
     assert_eq!(c.rpc_listen, Some("127.0.0.1:9060".parse().expect("addr")));
-    assert_eq!(c.rpc_socket, Some(PathBuf::from("./regmesh-data/regmesh.sock")));
+    assert_eq!(
+        c.rpc_socket,
+        Some(PathBuf::from("./regmesh-data/regmesh.sock"))
+    );
     assert!(!c.auth.enabled);
     assert_eq!(c.policy.default_expires, 3600);
 }
@@ -69,7 +74,10 @@ fn rules_name_their_key() {
         ("[sip]\nlisten = [\"tls:127.0.0.1:5061\"]", "sip.tls"),
         ("[sip]\nmax_message_size = 10", "sip.max_message_size"),
         ("[sip]\nidle_timeout = \"soon\"", "sip.idle_timeout"),
-        ("[registrar]\nmin_expires = 100\ndefault_expires = 50", "registrar.default_expires"),
+        (
+            "[registrar]\nmin_expires = 100\ndefault_expires = 50",
+            "registrar.default_expires",
+        ),
         ("[registrar]\nmax_expires = 10", "registrar.max_expires"),
         ("[registrar]\noverflow = \"drop\"", "registrar.overflow"),
         ("[auth]\nenabled = true", "auth.secret"),
@@ -80,15 +88,19 @@ fn rules_name_their_key() {
     ];
     for (text, key) in cases {
         let e = err_text(text);
-        assert!(e.contains(key), "{text:?} gave {e:?}, expected it to name {key}");
+        assert!(
+            e.contains(key),
+            "{text:?} gave {e:?}, expected it to name {key}"
+        );
     }
 }
 
 #[test]
 fn non_loopback_rpc_with_token_is_accepted() {
-    let c = RawConfig::from_toml("[rpc]\nlisten = \"0.0.0.0:9060\"\ntoken = \"0123456789abcdef0123\"")
-        .and_then(RawConfig::validate)
-        .expect("valid");
+    let c =
+        RawConfig::from_toml("[rpc]\nlisten = \"0.0.0.0:9060\"\ntoken = \"0123456789abcdef0123\"")
+            .and_then(RawConfig::validate)
+            .expect("valid");
     assert_eq!(c.rpc_token.as_deref(), Some("0123456789abcdef0123"));
 }
 

@@ -1,0 +1,888 @@
+//! The REGISTER generator itself.
+
+use super::hist::Histogram;
+use super::{cpu_seconds, now};
+use anyhow::{Context as _, bail};
+use md5::{Digest as _, Md5};
+use parking_lot::Mutex;
+use serde_json::json;
+use std::collections::VecDeque;
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Slots per socket: the most requests one socket can have in flight.
+const RING: usize = 1 << 16;
+/// RFC 3261 T1.
+const T1_MS: u64 = 500;
+/// RFC 3261 T2: retransmission intervals stop doubling here.
+const T2_MS: u64 = 4000;
+
+#[derive(clap::Args, Clone)]
+pub(crate) struct BenchArgs {
+    /// Registrar to load (must be a loopback address).
+    #[arg(long, default_value = "127.0.0.1:5060")]
+    target: SocketAddr,
+    /// `udp` or `tcp`.
+    #[arg(long, default_value = "udp")]
+    transport: String,
+    /// Distinct AoRs (`<user-prefix><n>@<domain>`).
+    #[arg(long, default_value_t = 10_000)]
+    aors: u64,
+    /// Contacts per AoR.
+    #[arg(long, default_value_t = 1)]
+    contacts: u64,
+    /// SIP domain of the AoRs (also the Request-URI).
+    #[arg(long, default_value = "example.com")]
+    domain: String,
+    /// User part prefix.
+    #[arg(long, default_value = "user")]
+    user_prefix: String,
+    /// Weights `register:refresh:unregister` for requests after each binding's first (which is always a registration).
+    #[arg(long, default_value = "0:1:0")]
+    mix: String,
+    /// Target requests per second over all sockets (0 = as fast as `--window` allows).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Outstanding requests per socket when `--rate 0`.
+    #[arg(long, default_value_t = 200)]
+    window: u64,
+    /// Requests to send (default: one per binding).
+    #[arg(long)]
+    count: Option<u64>,
+    /// Stop sending after this long, e.g. `10s` (whichever of count/duration comes first).
+    #[arg(long)]
+    duration: Option<String>,
+    /// Sockets (each with a sender and a receiver thread).
+    #[arg(long, default_value_t = 2)]
+    sockets: usize,
+    /// Password of every user: answer 401 challenges with MD5 digest.
+    #[arg(long)]
+    password: Option<String>,
+    /// Expires of registrations and refreshes.
+    #[arg(long, default_value_t = 3600)]
+    expires: u32,
+    /// A request unanswered this long is a timeout, e.g. `8s`.
+    #[arg(long, default_value = "8s")]
+    timeout: String,
+    /// Write the JSON report here (`-` for stdout).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// No progress line.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Register,
+    Refresh,
+    Unregister,
+}
+
+impl Kind {
+    fn code(self) -> u8 {
+        match self {
+            Self::Register => b'g',
+            Self::Refresh => b'r',
+            Self::Unregister => b'u',
+        }
+    }
+    fn from_code(c: u8) -> Option<Self> {
+        match c {
+            b'g' => Some(Self::Register),
+            b'r' => Some(Self::Refresh),
+            b'u' => Some(Self::Unregister),
+            _ => None,
+        }
+    }
+}
+
+/// A socket's receive half: reads one datagram, or some stream bytes.
+type Recv = Box<dyn FnMut(&mut [u8]) -> std::io::Result<usize> + Send>;
+
+/// Read-only settings shared by all threads.
+struct Plan {
+    target: SocketAddr,
+    tcp: bool,
+    contacts: u64,
+    bindings: u64,
+    domain: String,
+    user_prefix: String,
+    weights: [u64; 3],
+    password: Option<String>,
+    expires: u32,
+    timeout: Duration,
+    run_id: u32,
+    start: Instant,
+}
+
+/// One socket's sending side, shared with its receiver (which answers 401s).
+enum Tx {
+    Udp(UdpSocket, SocketAddr),
+    Tcp(Mutex<TcpStream>),
+}
+
+impl Tx {
+    fn send(&self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Self::Udp(s, to) => s.send_to(bytes, to).map(|_| ()),
+            Self::Tcp(s) => s.lock().write_all(bytes),
+        }
+    }
+    fn local_port(&self) -> u16 {
+        match self {
+            Self::Udp(s, _) => s.local_addr().map_or(0, |a| a.port()),
+            Self::Tcp(s) => s.lock().local_addr().map_or(0, |a| a.port()),
+        }
+    }
+}
+
+/// Per-socket counters and the slot ring.
+struct Lane {
+    /// µs since start when the slot's request was first sent, +1; 0 = free.
+    sent_at: Vec<AtomicU64>,
+    sent: AtomicU64,
+    completed: AtomicU64,
+    retransmissions: AtomicU64,
+    timeouts: AtomicU64,
+    status: Vec<AtomicU64>,
+    last_done_us: AtomicU64,
+}
+
+impl Lane {
+    fn new() -> Self {
+        Self {
+            sent_at: (0..RING).map(|_| AtomicU64::new(0)).collect(),
+            sent: AtomicU64::new(0),
+            completed: AtomicU64::new(0),
+            retransmissions: AtomicU64::new(0),
+            timeouts: AtomicU64::new(0),
+            status: (0..700).map(|_| AtomicU64::new(0)).collect(),
+            last_done_us: AtomicU64::new(0),
+        }
+    }
+    fn outstanding(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed) - self.completed.load(Ordering::Relaxed)
+    }
+}
+
+fn parse_weights(mix: &str) -> anyhow::Result<[u64; 3]> {
+    let parts: Vec<&str> = mix.split(':').collect();
+    if parts.len() != 3 {
+        bail!("--mix must be register:refresh:unregister weights, e.g. 0:1:0");
+    }
+    let mut w = [0u64; 3];
+    for (i, p) in parts.iter().enumerate() {
+        w[i] = p
+            .parse()
+            .with_context(|| format!("--mix: `{p}` is not a number"))?;
+    }
+    if w.iter().sum::<u64>() == 0 {
+        bail!("--mix: at least one weight must be non-zero");
+    }
+    Ok(w)
+}
+
+pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if !args.target.ip().is_loopback() {
+        bail!(
+            "--target {} is not a loopback address; regmesh bench only loads this machine",
+            args.target
+        );
+    }
+    let tcp = match args.transport.as_str() {
+        "udp" => false,
+        "tcp" => true,
+        t => bail!("--transport `{t}`: use udp or tcp"),
+    };
+    if args.aors == 0 || args.contacts == 0 || args.sockets == 0 {
+        bail!("--aors, --contacts and --sockets must be at least 1");
+    }
+    let timeout = crate::config::parse_duration(&args.timeout)
+        .with_context(|| format!("--timeout `{}`: a duration such as 8s", args.timeout))?;
+    let duration = match &args.duration {
+        Some(d) => Some(
+            crate::config::parse_duration(d)
+                .with_context(|| format!("--duration `{d}`: a duration such as 10s"))?,
+        ),
+        None => None,
+    };
+    let bindings = args.aors * args.contacts;
+    let count = args.count.unwrap_or(if duration.is_some() {
+        u64::MAX
+    } else {
+        bindings
+    });
+    let plan = Arc::new(Plan {
+        target: args.target,
+        tcp,
+        contacts: args.contacts,
+        bindings,
+        domain: args.domain.clone(),
+        user_prefix: args.user_prefix.clone(),
+        weights: parse_weights(&args.mix)?,
+        password: args.password.clone(),
+        expires: args.expires,
+        timeout,
+        run_id: rand::random::<u32>(),
+        start: now(),
+    });
+    let cpu0 = cpu_seconds();
+    let stop_rx = Arc::new(AtomicBool::new(false));
+    let sockets = args.sockets;
+    let mut lanes = Vec::new();
+    let mut senders = Vec::new();
+    let mut receivers = Vec::new();
+    for s in 0..sockets {
+        let (tx, rx): (Arc<Tx>, Recv) = if tcp {
+            let stream = TcpStream::connect(args.target)
+                .with_context(|| format!("connecting to {}", args.target))?;
+            stream.set_nodelay(true)?;
+            stream.set_read_timeout(Some(Duration::from_millis(100)))?;
+            let mut reader = stream.try_clone()?;
+            (
+                Arc::new(Tx::Tcp(Mutex::new(stream))),
+                Box::new(move |b: &mut [u8]| reader.read(b)),
+            )
+        } else {
+            let bind: SocketAddr = if args.target.is_ipv6() {
+                "[::1]:0"
+            } else {
+                "127.0.0.1:0"
+            }
+            .parse()
+            .context("loopback address")?;
+            let sock = UdpSocket::bind(bind)?;
+            sock.set_read_timeout(Some(Duration::from_millis(100)))?;
+            let reader = sock.try_clone()?;
+            (
+                Arc::new(Tx::Udp(sock, args.target)),
+                Box::new(move |b: &mut [u8]| reader.recv(b)),
+            )
+        };
+        let lane = Arc::new(Lane::new());
+        lanes.push(lane.clone());
+        let share = count / sockets as u64 + u64::from((s as u64) < count % sockets as u64);
+        let rate = if args.rate == 0 {
+            0.0
+        } else {
+            args.rate as f64 / sockets as f64
+        };
+        {
+            let (plan, lane, tx) = (plan.clone(), lane.clone(), tx.clone());
+            let window = args.window.max(1).min(RING as u64 - 1);
+            senders.push(std::thread::spawn(move || {
+                sender(&plan, &lane, &tx, s, sockets, share, rate, window, duration)
+            }));
+        }
+        {
+            let (plan, lane, tx, stop) = (plan.clone(), lane.clone(), tx.clone(), stop_rx.clone());
+            receivers.push(std::thread::spawn(move || {
+                receiver(&plan, &lane, &tx, rx, &stop)
+            }));
+        }
+    }
+
+    // Progress until every sender is done.
+    let mut last = (0u64, 0u64);
+    while senders.iter().any(|h| !h.is_finished()) {
+        std::thread::sleep(Duration::from_millis(200));
+        let t = plan.start.elapsed().as_secs();
+        if t > last.0 && !args.quiet {
+            let done: u64 = lanes
+                .iter()
+                .map(|l| l.completed.load(Ordering::Relaxed))
+                .sum();
+            let sent: u64 = lanes.iter().map(|l| l.sent.load(Ordering::Relaxed)).sum();
+            let retx: u64 = lanes
+                .iter()
+                .map(|l| l.retransmissions.load(Ordering::Relaxed))
+                .sum();
+            let tmo: u64 = lanes
+                .iter()
+                .map(|l| l.timeouts.load(Ordering::Relaxed))
+                .sum();
+            eprint!(
+                "\rbench: {t:>4}s sent {sent:>9} answered {done:>9} ({:>7}/s) retx {retx} timeouts {tmo}   ",
+                done - last.1
+            );
+            last = (t, done);
+        }
+    }
+    if !args.quiet {
+        eprintln!();
+    }
+    let mut aborted = None;
+    for h in senders {
+        match h.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => aborted = Some(e),
+            Err(_) => aborted = Some(anyhow::anyhow!("a sender thread panicked")),
+        }
+    }
+    stop_rx.store(true, Ordering::Relaxed);
+    let mut hist = Histogram::new();
+    for h in receivers {
+        match h.join() {
+            Ok(hh) => hist.merge(&hh),
+            Err(_) => bail!("a receiver thread panicked"),
+        }
+    }
+    if let Some(e) = aborted {
+        return Err(e);
+    }
+    let cpu1 = cpu_seconds();
+    let sum = |f: &dyn Fn(&Lane) -> u64| lanes.iter().map(|l| f(l)).sum::<u64>();
+    let sent = sum(&|l| l.sent.load(Ordering::Relaxed));
+    let completed = sum(&|l| l.completed.load(Ordering::Relaxed));
+    let retx = sum(&|l| l.retransmissions.load(Ordering::Relaxed));
+    let timeouts = sum(&|l| l.timeouts.load(Ordering::Relaxed));
+    let last_us = lanes
+        .iter()
+        .map(|l| l.last_done_us.load(Ordering::Relaxed))
+        .max()
+        .unwrap_or(0);
+    let mut by_status = serde_json::Map::new();
+    for code in 100..700 {
+        let n = sum(&|l| l.status[code].load(Ordering::Relaxed));
+        if n > 0 {
+            by_status.insert(code.to_string(), json!(n));
+        }
+    }
+    let ok = by_status
+        .get("200")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0);
+    let secs = (last_us as f64 / 1e6).max(1e-6);
+    let report = json!({
+        "target": args.target.to_string(),
+        "transport": args.transport,
+        "aors": args.aors,
+        "contacts_per_aor": args.contacts,
+        "auth": args.password.is_some(),
+        "rate_target": args.rate,
+        "sent": sent,
+        "answered": completed - timeouts,
+        "timeouts": timeouts,
+        "retransmissions": retx,
+        "status": by_status,
+        "errors": completed - ok,
+        "elapsed_s": secs,
+        "rate_achieved": (completed - timeouts) as f64 / secs,
+        "latency_samples": hist.count(),
+        "latency_us": {
+            "p50": hist.quantile(0.50),
+            "p99": hist.quantile(0.99),
+            "p999": hist.quantile(0.999),
+            "max": hist.quantile(1.0),
+        },
+        "generator_cpu_s": { "user": cpu1.0 - cpu0.0, "system": cpu1.1 - cpu0.1 },
+    });
+    eprintln!(
+        "bench: {} sent, {} answered ({} OK) in {:.2}s = {:.0}/s; retransmissions {}, timeouts {}; latency p50 {}µs p99 {}µs p99.9 {}µs; generator CPU {:.2}s",
+        sent,
+        completed - timeouts,
+        ok,
+        secs,
+        (completed - timeouts) as f64 / secs,
+        retx,
+        timeouts,
+        hist.quantile(0.5),
+        hist.quantile(0.99),
+        hist.quantile(0.999),
+        (cpu1.0 - cpu0.0) + (cpu1.1 - cpu0.1)
+    );
+    let text = serde_json::to_string_pretty(&report)?;
+    match &args.json {
+        Some(p) if p.as_os_str() == "-" => println!("{text}"),
+        Some(p) => std::fs::write(p, text).with_context(|| format!("writing {}", p.display()))?,
+        None => {}
+    }
+    Ok(())
+}
+
+struct Pending {
+    slot: usize,
+    stamp: u64,
+    j: u64,
+    cseq: u32,
+    kind: Kind,
+    call_round: u32,
+    next_us: u64,
+    interval_ms: u64,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn sender(
+    plan: &Plan,
+    lane: &Lane,
+    tx: &Tx,
+    s: usize,
+    sockets: usize,
+    count: u64,
+    rate: f64,
+    window: u64,
+    duration: Option<Duration>,
+) -> anyhow::Result<()> {
+    // This socket owns bindings s, s+S, s+2S, ...
+    let owned = (plan.bindings.saturating_sub(s as u64))
+        .div_ceil(sockets as u64)
+        .max(1);
+    let mut cseq = vec![0u32; owned as usize];
+    let mut call_round = vec![0u32; owned as usize];
+    let mut pending: VecDeque<Pending> = VecDeque::with_capacity(RING);
+    let mut buf = Vec::with_capacity(1024);
+    let port = tx.local_port();
+    let mut k = 0u64;
+    while k < count {
+        let elapsed = plan.start.elapsed();
+        if duration.is_some_and(|d| elapsed >= d) {
+            break;
+        }
+        service(plan, lane, tx, &mut pending, &mut buf, port, s, sockets)?;
+        // Pace: by rate, or by window.
+        if rate > 0.0 {
+            let due = Duration::from_secs_f64(k as f64 / rate);
+            if elapsed < due {
+                let wait = due - elapsed;
+                if wait > Duration::from_micros(200) {
+                    std::thread::sleep(wait.min(Duration::from_millis(5)));
+                } else {
+                    std::hint::spin_loop();
+                }
+                continue;
+            }
+        } else if lane.outstanding() >= window {
+            std::thread::sleep(Duration::from_micros(50));
+            continue;
+        }
+        let slot = (k as usize) % RING;
+        if lane.sent_at[slot].load(Ordering::Acquire) != 0 {
+            // The ring is full of unanswered requests: wait for answers or timeouts.
+            std::thread::sleep(Duration::from_micros(100));
+            continue;
+        }
+        let j = k % owned;
+        let round = k / owned;
+        let b = s as u64 + j * sockets as u64;
+        let kind = if round == 0 {
+            Kind::Register
+        } else {
+            pick(plan.weights, b, round)
+        };
+        if kind == Kind::Register {
+            call_round[j as usize] = round as u32;
+        }
+        cseq[j as usize] += 2;
+        let now_us = plan.start.elapsed().as_micros() as u64 + 1;
+        lane.sent_at[slot].store(now_us, Ordering::Release);
+        build(
+            &mut buf,
+            plan,
+            port,
+            slot,
+            b,
+            cseq[j as usize],
+            kind,
+            call_round[j as usize],
+            None,
+        );
+        lane.sent.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = tx.send(&buf) {
+            bail!("sending to {}: {e}", plan.target);
+        }
+        pending.push_back(Pending {
+            slot,
+            stamp: now_us,
+            j,
+            cseq: cseq[j as usize],
+            kind,
+            call_round: call_round[j as usize],
+            next_us: now_us + T1_MS * 1000,
+            interval_ms: T1_MS,
+        });
+        k += 1;
+    }
+    // Drain: wait for answers or timeouts of everything in flight.
+    while !pending.is_empty() {
+        service(plan, lane, tx, &mut pending, &mut buf, port, s, sockets)?;
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(())
+}
+
+/// Retransmit (UDP, timer A) and time out requests still in flight.
+#[allow(clippy::too_many_arguments)]
+fn service(
+    plan: &Plan,
+    lane: &Lane,
+    tx: &Tx,
+    pending: &mut VecDeque<Pending>,
+    buf: &mut Vec<u8>,
+    port: u16,
+    s: usize,
+    sockets: usize,
+) -> anyhow::Result<()> {
+    let now_us = plan.start.elapsed().as_micros() as u64 + 1;
+    let timeout_us = plan.timeout.as_micros() as u64;
+    while let Some(p) = pending.front() {
+        if lane.sent_at[p.slot].load(Ordering::Acquire) != p.stamp {
+            pending.pop_front();
+            continue;
+        }
+        if now_us < p.next_us {
+            break;
+        }
+        let Some(mut p) = pending.pop_front() else {
+            break;
+        };
+        if now_us - p.stamp > timeout_us {
+            if lane.sent_at[p.slot]
+                .compare_exchange(p.stamp, 0, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                lane.timeouts.fetch_add(1, Ordering::Relaxed);
+                lane.completed.fetch_add(1, Ordering::Relaxed);
+            }
+            continue;
+        }
+        if !plan.tcp {
+            let b = s as u64 + p.j * sockets as u64;
+            build(
+                buf,
+                plan,
+                port,
+                p.slot,
+                b,
+                p.cseq,
+                p.kind,
+                p.call_round,
+                None,
+            );
+            tx.send(buf)
+                .with_context(|| format!("sending to {}", plan.target))?;
+            lane.retransmissions.fetch_add(1, Ordering::Relaxed);
+        }
+        p.interval_ms = (p.interval_ms * 2).min(T2_MS);
+        p.next_us = now_us + p.interval_ms * 1000;
+        pending.push_back(p);
+    }
+    Ok(())
+}
+
+/// Choose the kind of a later request for binding `b` from the weights,
+/// deterministically (a run is reproducible).
+fn pick(w: [u64; 3], b: u64, round: u64) -> Kind {
+    let mut x = b.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ round.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    x ^= x >> 29;
+    let r = x % (w[0] + w[1] + w[2]);
+    if r < w[0] {
+        Kind::Register
+    } else if r < w[0] + w[1] {
+        Kind::Refresh
+    } else {
+        Kind::Unregister
+    }
+}
+
+/// Build one REGISTER into `out` (cleared first). The Via branch carries
+/// `slot-binding-cseq-kind[-a]` so the receiver needs no lookup table.
+#[allow(clippy::too_many_arguments)]
+fn build(
+    out: &mut Vec<u8>,
+    plan: &Plan,
+    port: u16,
+    slot: usize,
+    b: u64,
+    cseq: u32,
+    kind: Kind,
+    call_round: u32,
+    auth: Option<(&str, u32)>,
+) {
+    out.clear();
+    let aor = b / plan.contacts;
+    let c = b % plan.contacts;
+    let user = &plan.user_prefix;
+    let d = &plan.domain;
+    let proto = if plan.tcp { "TCP" } else { "UDP" };
+    let host = if plan.target.is_ipv6() {
+        "[::1]"
+    } else {
+        "127.0.0.1"
+    };
+    let expires = if kind == Kind::Unregister {
+        0
+    } else {
+        plan.expires
+    };
+    let (cseq, flag) = match auth {
+        Some(_) => (cseq + 1, "-a"),
+        None => (cseq, ""),
+    };
+    let _ = write!(
+        out,
+        "REGISTER sip:{d} SIP/2.0\r\n\
+         Via: SIP/2.0/{proto} {host}:{port};rport;branch=z9hG4bK-{slot}-{b}-{cseq}-{k}{flag}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:{user}{aor}@{d}>;tag={b}x{run}\r\n\
+         To: <sip:{user}{aor}@{d}>\r\n\
+         Call-ID: {b}-{call_round}-{run}@regmesh.bench\r\n\
+         CSeq: {cseq} REGISTER\r\n\
+         Contact: <sip:{user}{aor}-{c}@{host}:{port};transport={t}>;expires={expires}\r\n\
+         User-Agent: regmesh-bench\r\n",
+        k = kind.code() as char,
+        run = plan.run_id,
+        t = proto.to_ascii_lowercase(),
+    );
+    if let Some((authorization, _)) = auth {
+        let _ = write!(out, "Authorization: {authorization}\r\n");
+    }
+    out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+}
+
+fn receiver(plan: &Plan, lane: &Lane, tx: &Tx, mut rx: Recv, stop: &AtomicBool) -> Histogram {
+    let mut hist = Histogram::new();
+    let mut buf = vec![0u8; 65_536];
+    let mut stream: Vec<u8> = Vec::new();
+    let mut out = Vec::with_capacity(1024);
+    let port = tx.local_port();
+    while !stop.load(Ordering::Relaxed) {
+        let n = match rx(&mut buf) {
+            Ok(0) if plan.tcp => break,
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
+            Err(_) => continue,
+        };
+        if plan.tcp {
+            stream.extend_from_slice(&buf[..n]);
+            let mut start = 0;
+            while let Ok(frame) = regmesh_sip::frame(&stream[start..], 65_536) {
+                match frame {
+                    regmesh_sip::Frame::KeepAlive(m) => start += m,
+                    regmesh_sip::Frame::Message(m) => {
+                        let msg = stream[start..start + m].to_vec();
+                        on_response(plan, lane, tx, &msg, &mut hist, &mut out, port);
+                        start += m;
+                    }
+                }
+            }
+            stream.drain(..start);
+        } else {
+            let msg = &buf[..n];
+            on_response(plan, lane, tx, msg, &mut hist, &mut out, port);
+        }
+    }
+    hist
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn num(bytes: &[u8]) -> Option<u64> {
+    let end = bytes
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(bytes.len());
+    std::str::from_utf8(&bytes[..end]).ok()?.parse().ok()
+}
+
+fn on_response(
+    plan: &Plan,
+    lane: &Lane,
+    tx: &Tx,
+    msg: &[u8],
+    hist: &mut Histogram,
+    out: &mut Vec<u8>,
+    port: u16,
+) {
+    if msg.len() < 12 || &msg[..8] != b"SIP/2.0 " {
+        return;
+    }
+    let Some(status) = num(&msg[8..]) else { return };
+    if !(100..700).contains(&status) || status < 200 {
+        return;
+    }
+    const B: &[u8] = b"branch=z9hG4bK-";
+    let Some(at) = find(msg, B) else { return };
+    let rest = &msg[at + B.len()..];
+    let mut parts = rest.split(|&c| c == b'-');
+    let (Some(slot), Some(b), Some(cseq), Some(kind)) = (
+        parts.next().and_then(num),
+        parts.next().and_then(num),
+        parts.next().and_then(num),
+        parts
+            .next()
+            .and_then(|k| k.first().copied())
+            .and_then(Kind::from_code),
+    ) else {
+        return;
+    };
+    let authed = parts.next().is_some_and(|p| p.first() == Some(&b'a'));
+    let slot = slot as usize;
+    if slot >= RING {
+        return;
+    }
+    let stamp = lane.sent_at[slot].load(Ordering::Acquire);
+    if stamp == 0 {
+        return; // a second answer to a retransmission, or after a timeout
+    }
+    if status == 401
+        && !authed
+        && let Some(password) = &plan.password
+    {
+        let call_round = call_round_of(msg).unwrap_or(0);
+        if let Some(authz) = authorization(plan, msg, b, password) {
+            build(
+                out,
+                plan,
+                port,
+                slot,
+                b,
+                cseq as u32,
+                kind,
+                call_round,
+                Some((&authz, 0)),
+            );
+            let _ = tx.send(out);
+            return;
+        }
+    }
+    if lane.sent_at[slot]
+        .compare_exchange(stamp, 0, Ordering::AcqRel, Ordering::Relaxed)
+        .is_ok()
+    {
+        let now_us = plan.start.elapsed().as_micros() as u64 + 1;
+        hist.record(now_us.saturating_sub(stamp));
+        lane.status[status as usize].fetch_add(1, Ordering::Relaxed);
+        lane.completed.fetch_add(1, Ordering::Relaxed);
+        lane.last_done_us.fetch_max(now_us, Ordering::Relaxed);
+    }
+}
+
+/// The `call_round` field of our own Call-ID (`b-round-run@regmesh.bench`).
+fn call_round_of(msg: &[u8]) -> Option<u32> {
+    let at = find(msg, b"\nCall-ID: ").or_else(|| find(msg, b"\ni: "))?;
+    let line = &msg[at..];
+    let colon = line.iter().position(|&c| c == b':')?;
+    let v = &line[colon + 2..];
+    let mut it = v.split(|&c| c == b'-');
+    it.next()?;
+    num(it.next()?).map(|n| n as u32)
+}
+
+/// Answer an MD5 challenge (RFC 2617 / RFC 7616 §3.4.1, qop=auth when offered).
+fn authorization(plan: &Plan, msg: &[u8], b: u64, password: &str) -> Option<String> {
+    let text = std::str::from_utf8(msg).ok()?;
+    let parsed = regmesh_sip::parse(msg).ok()?;
+    let regmesh_sip::Message::Response(resp) = parsed else {
+        return None;
+    };
+    let _ = text;
+    let challenge = resp.headers.get_all("WWW-Authenticate").find(|h| {
+        let l = h.to_ascii_lowercase();
+        !l.contains("algorithm=") || l.contains("algorithm=md5")
+    })?;
+    let params = digest_params(
+        challenge
+            .strip_prefix("Digest ")
+            .or_else(|| challenge.strip_prefix("digest "))?,
+    );
+    let get = |k: &str| {
+        params
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(k))
+            .map(|(_, v)| v.as_str())
+    };
+    let realm = get("realm")?;
+    let nonce = get("nonce")?;
+    let qop_auth = get("qop").is_some_and(|q| q.split(',').any(|x| x.trim() == "auth"));
+    let user = format!("{}{}", plan.user_prefix, b / plan.contacts);
+    let uri = format!("sip:{}", plan.domain);
+    let h = |s: String| format!("{:x}", Md5::digest(s.as_bytes()));
+    let ha1 = h(format!("{user}:{realm}:{password}"));
+    let ha2 = h(format!("REGISTER:{uri}"));
+    let cnonce = format!("{:08x}", rand::random::<u32>());
+    let mut v = if qop_auth {
+        let resp = h(format!("{ha1}:{nonce}:00000001:{cnonce}:auth:{ha2}"));
+        format!(
+            "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{resp}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"{cnonce}\""
+        )
+    } else {
+        let resp = h(format!("{ha1}:{nonce}:{ha2}"));
+        format!(
+            "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{resp}\", algorithm=MD5"
+        )
+    };
+    if let Some(opaque) = get("opaque") {
+        v.push_str(&format!(", opaque=\"{opaque}\""));
+    }
+    Some(v)
+}
+
+/// `a="x", b=y` → pairs, commas inside quotes kept.
+fn digest_params(s: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = s.trim();
+    while !rest.is_empty() {
+        let Some(eq) = rest.find('=') else { break };
+        let name = rest[..eq].trim().trim_start_matches(',').trim().to_string();
+        rest = rest[eq + 1..].trim_start();
+        let value;
+        if let Some(r) = rest.strip_prefix('"') {
+            let end = r.find('"').unwrap_or(r.len());
+            value = r[..end].to_string();
+            rest = r.get(end + 1..).unwrap_or("");
+        } else {
+            let end = rest.find(',').unwrap_or(rest.len());
+            value = rest[..end].trim().to_string();
+            rest = &rest[end..];
+        }
+        rest = rest.trim_start().trim_start_matches(',').trim_start();
+        out.push((name, value));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_params_keep_quoted_commas() {
+        let p = digest_params("realm=\"a,b\", nonce=\"n1\", qop=\"auth,auth-int\", algorithm=MD5");
+        assert_eq!(p[0], ("realm".into(), "a,b".into()));
+        assert_eq!(p[1], ("nonce".into(), "n1".into()));
+        assert_eq!(p[2], ("qop".into(), "auth,auth-int".into()));
+        assert_eq!(p[3], ("algorithm".into(), "MD5".into()));
+    }
+
+    #[test]
+    fn mix_weights_are_honoured() {
+        let w = [1, 2, 1];
+        let mut n = [0u32; 3];
+        for b in 0..4000 {
+            match pick(w, b, 1) {
+                Kind::Register => n[0] += 1,
+                Kind::Refresh => n[1] += 1,
+                Kind::Unregister => n[2] += 1,
+            }
+        }
+        assert!((800..1200).contains(&n[0]), "{n:?}");
+        assert!((1800..2200).contains(&n[1]), "{n:?}");
+        assert!((800..1200).contains(&n[2]), "{n:?}");
+        assert!(parse_weights("1:2").is_err());
+        assert!(parse_weights("0:0:0").is_err());
+    }
+}
