@@ -1,32 +1,30 @@
 //! The location service: the in-memory table plus the durable store.
+//!
+//! [`Location`] ties together the sharded table (`table`), the merge
+//! rule ([`merge()`](crate::merge::merge)), the HLC ([`crate::clock::HlcClock`]) and the
+//! group-commit writer (`persist`). Every write follows one path:
+//! lock the AoR's shard, stamp, merge into memory, hand the row writes to the
+//! writer while the lock is still held (so per-AoR commit order is memory
+//! order), unlock, and return a [`Commit`] that resolves once the rows are
+//! fsync'd. Reads only take the shard lock and copy.
 
-use crate::clock::{Clock, Timestamp};
-use crate::model::{Binding, Change, NodeId, Op};
-use std::path::Path;
+use crate::clock::{Clock, HlcClock, Timestamp};
+use crate::codec;
+use crate::error::InvalidChange;
+use crate::model::{
+    Binding, Change, ChangeKind, Entry, Hlc, MergeDecision, NodeId, Op, Version, merge,
+};
+use crate::persist::{self, PersistOp, Writer};
+use crate::subscribers::Subscribers;
+use crate::table::{Shard, Table};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
-/// Storage errors. Any error on the commit path is fatal for durability.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// Placeholder; the store defines the real set.
-    #[error("database error: {0}")]
-    Db(String),
-}
-
-/// A digest-auth subscriber (HA1 hashes only, never a password).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Subscriber {
-    /// User part.
-    pub user: String,
-    /// Domain.
-    pub domain: String,
-    /// Realm the HA1s were computed with.
-    pub realm: String,
-    /// HA1 = MD5(user:realm:password), lowercase hex.
-    pub ha1_md5: String,
-    /// HA1 = SHA-256(user:realm:password), lowercase hex.
-    pub ha1_sha256: String,
-}
+pub use crate::commit::Commit;
+pub use crate::error::StoreError;
+pub use crate::persist::CommitStats;
+pub use crate::subscribers::Subscriber;
 
 /// Counts for stats and metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -39,100 +37,449 @@ pub struct LocationStats {
     pub tombstones: u64,
 }
 
-/// Resolves when the changes it stands for are durable (fsync'd).
-#[derive(Debug)]
-pub struct Commit {
-    _rx: Option<tokio::sync::oneshot::Receiver<Result<(), StoreError>>>,
-}
-
-impl Commit {
-    /// A commit with nothing to wait for.
-    pub fn done() -> Self {
-        Self { _rx: None }
-    }
-    /// Wait until durable.
-    pub async fn wait(self) -> Result<(), StoreError> {
-        todo!()
-    }
-    /// Blocking wait (for non-async callers and tests).
-    pub fn wait_blocking(self) -> Result<(), StoreError> {
-        todo!()
-    }
-}
-
 /// The node's location service.
 pub struct Location {
-    _clock: Arc<dyn Clock>,
+    clock: Arc<dyn Clock>,
+    node: NodeId,
+    hlc: HlcClock,
+    table: Table,
+    subscribers: Subscribers,
+    writer: Writer,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Location")
+            .field("path", &self.path)
+            .field("node", &self.node)
+            .field("stats", &self.stats())
+            .field("healthy", &self.healthy())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Location {
     /// Open (or create) the database at `path`, load every binding, drop expired ones.
+    ///
+    /// A file that is damaged or not a regmesh location database yields
+    /// [`StoreError::Corrupt`] and is left exactly as it was. The parent
+    /// folder must exist.
     pub fn open(path: &Path, node: NodeId, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
-        let _ = (path, node, clock);
-        todo!()
+        let now = clock.now();
+        let loaded = persist::open(path, node, now)?;
+        let hlc = HlcClock::new();
+        // Never issue a stamp at or below one already on disk, even if the
+        // wall clock stepped back across the restart.
+        hlc.observe(loaded.max_hlc);
+        let subscribers = Subscribers::from_loaded(loaded.subscribers);
+        let stale: Vec<PersistOp> = loaded
+            .stale
+            .into_iter()
+            .map(|key| PersistOp::DeleteBinding { key })
+            .collect();
+        let dropped = stale.len();
+        let writer = Writer::start(loaded.db, path)?;
+        // Deleting rows that expired while the node was down is housekeeping
+        // (they are not in memory and would be skipped again at the next
+        // load), so nobody waits for it.
+        writer.submit_detached(stale);
+        let this = Self {
+            clock,
+            node,
+            hlc,
+            table: loaded.table,
+            subscribers,
+            writer,
+            path: path.to_owned(),
+        };
+        let st = this.stats();
+        tracing::info!(
+            path = %path.display(),
+            node = node.0,
+            bindings = st.bindings,
+            aors = st.aors,
+            tombstones = st.tombstones,
+            expired_dropped = dropped,
+            subscribers = this.subscribers.len(),
+            "location store loaded"
+        );
+        Ok(this)
     }
+
     /// The clock.
     pub fn clock(&self) -> &dyn Clock {
-        todo!()
+        self.clock.as_ref()
     }
+
+    /// This node's id.
+    pub fn node(&self) -> NodeId {
+        self.node
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The largest HLC stamp issued or observed so far.
+    pub fn last_hlc(&self) -> Hlc {
+        self.hlc.last()
+    }
+
     /// Read-modify-write one AoR atomically: `f` sees the live bindings of
     /// `aor` now and returns its result plus the ops to apply. The ops are
     /// stamped, applied in memory and handed to the group-commit writer while
     /// the AoR's lock is held; the returned [`Commit`] resolves when durable.
+    ///
+    /// `f` runs under the shard lock: it must be quick and must not call back
+    /// into the store. Each op gets its own fresh version; Insert and Refresh
+    /// get `version` and `last_modified` set, and an empty `ruid` is kept
+    /// from the binding being refreshed or else generated. A Remove of a
+    /// contact the table holds no binding for is a no-op. Ops for another
+    /// AoR, or with an empty contact, refuse the whole batch
+    /// ([`StoreError::Invalid`]; nothing is applied), as does an unhealthy or
+    /// closed store (`f` still runs, so its result is returned).
     pub fn update<R>(&self, aor: &str, f: impl FnOnce(&[Binding]) -> (R, Vec<Op>)) -> (R, Commit) {
-        let _ = (aor, f);
-        todo!()
+        let now = self.clock.now();
+        let mut shard = self.table.lock(aor);
+        let (r, ops) = {
+            let live = shard.live(aor, now);
+            f(&live)
+        };
+        if ops.is_empty() {
+            return (r, Commit::done());
+        }
+        if let Err(reason) = validate_ops(aor, &ops) {
+            return (r, Commit::failed(StoreError::Invalid { reason }));
+        }
+        if let Some(e) = self.writer.refusal() {
+            return (r, Commit::failed(e));
+        }
+        let mut rows = Vec::with_capacity(ops.len());
+        for op in ops {
+            let Some(change) = self.stamp(&shard, aor, op, now) else {
+                continue;
+            };
+            self.merge_into(&mut shard, &change, &mut rows);
+        }
+        let commit = self.writer.submit(rows);
+        drop(shard);
+        (r, commit)
     }
+
+    /// Turn an op into a stamped change (None for a Remove that removes nothing).
+    fn stamp(&self, shard: &Shard, aor: &str, op: Op, now: Timestamp) -> Option<Change> {
+        let (kind, contact, binding, tombstone_until) = match op {
+            Op::Insert(b) => (
+                ChangeKind::Insert,
+                b.contact.clone(),
+                Some(b),
+                Timestamp::ZERO,
+            ),
+            Op::Refresh(b) => (
+                ChangeKind::Refresh,
+                b.contact.clone(),
+                Some(b),
+                Timestamp::ZERO,
+            ),
+            Op::Remove { contact, .. } => {
+                // The tombstone lives as long as the binding it removes would
+                // have (DESIGN.md, merge rule).
+                let until = shard.get(aor, &contact)?.binding()?.expires;
+                (ChangeKind::Remove, contact, None, until)
+            }
+        };
+        let version = Version {
+            hlc: self.hlc.stamp(now),
+            node: self.node,
+        };
+        let binding = binding.map(|mut b| {
+            b.version = version;
+            b.last_modified = now;
+            if b.ruid.is_empty() {
+                b.ruid = shard
+                    .get(aor, &contact)
+                    .and_then(Entry::binding)
+                    .map(|old| old.ruid.clone())
+                    .filter(|r| !r.is_empty())
+                    .unwrap_or_else(|| format!("{:x}-{:x}", self.node.0, version.hlc.0));
+            }
+            b
+        });
+        Some(Change {
+            kind,
+            aor: aor.to_owned(),
+            contact,
+            version,
+            binding,
+            tombstone_until,
+        })
+    }
+
+    /// Merge `change` into the locked shard; queue the row write if it won.
+    fn merge_into(
+        &self,
+        shard: &mut Shard,
+        change: &Change,
+        rows: &mut Vec<PersistOp>,
+    ) -> MergeDecision {
+        let (decision, new) = merge(shard.get(&change.aor, &change.contact), change);
+        if let Some(entry) = new {
+            rows.push(PersistOp::PutBinding {
+                key: codec::binding_key(&change.aor, &change.contact),
+                value: codec::encode_entry(&change.aor, &change.contact, &entry),
+            });
+            shard.put(
+                &change.aor,
+                &change.contact,
+                Some(entry),
+                self.table.counts(),
+            );
+        }
+        decision
+    }
+
     /// Live bindings of `aor`.
     pub fn lookup(&self, aor: &str) -> Vec<Binding> {
-        let _ = aor;
-        todo!()
+        let now = self.clock.now();
+        self.table.lock(aor).live(aor, now)
     }
-    /// Every live binding, grouped by AoR (a consistent copy per shard).
+
+    /// Every live binding, grouped by AoR (a consistent copy per shard),
+    /// sorted by AoR.
     pub fn dump(&self) -> Vec<(String, Vec<Binding>)> {
-        todo!()
+        let now = self.clock.now();
+        let mut out = Vec::new();
+        for shard in self.table.shards() {
+            let shard = shard.lock();
+            for (aor, slots) in shard.records() {
+                let live: Vec<Binding> = slots
+                    .iter()
+                    .filter_map(|s| s.entry.binding())
+                    .filter(|b| b.expires > now)
+                    .cloned()
+                    .collect();
+                if !live.is_empty() {
+                    out.push((aor.to_owned(), live));
+                }
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
+
+    /// Every entry, tombstones included, as changes that recreate it (for a
+    /// snapshot to a peer). A consistent copy per shard.
+    pub fn snapshot(&self) -> Vec<Change> {
+        let mut out = Vec::new();
+        for shard in self.table.shards() {
+            let shard = shard.lock();
+            for (aor, slots) in shard.records() {
+                out.extend(slots.iter().map(|s| s.entry.to_change(aor, &s.contact)));
+            }
+        }
+        out
+    }
+
     /// Remove bindings whose expiry has passed (a local removal) and forget
     /// tombstones past their time. Returns the removals made.
+    ///
+    /// Cost is proportional to what is due (each shard keeps an expiry
+    /// index), so calling it every second on a million bindings is cheap.
+    /// Each removal is a Remove change with a fresh local stamp and
+    /// `tombstone_until` = the binding's expiry, already past, so no
+    /// tombstone is kept: the rows are deleted.
     pub fn expire(&self) -> (Vec<Change>, Commit) {
-        todo!()
+        let now = self.clock.now();
+        let mut changes = Vec::new();
+        let mut result: Option<Commit> = None;
+        for shard in self.table.shards() {
+            let mut shard = shard.lock();
+            if !shard.has_due(now) {
+                continue;
+            }
+            let mut rows = Vec::new();
+            shard.expire(now, self.table.counts(), |aor, slot| {
+                rows.push(PersistOp::DeleteBinding {
+                    key: codec::binding_key(aor, &slot.contact),
+                });
+                if let Entry::Live(b) = slot.entry {
+                    changes.push(Change {
+                        kind: ChangeKind::Remove,
+                        aor: aor.to_owned(),
+                        contact: slot.contact,
+                        version: Version {
+                            hlc: self.hlc.stamp(now),
+                            node: self.node,
+                        },
+                        binding: None,
+                        tombstone_until: b.expires,
+                    });
+                }
+            });
+            // Sent under the shard lock, like every write (commit order =
+            // memory order). The writer answers in order and fails every
+            // request after a failure, so waiting for the last one covers
+            // all; an immediate failure is kept instead.
+            let commit = self.writer.submit(rows);
+            if !matches!(&result, Some(c) if c.is_immediate()) {
+                result = Some(commit);
+            }
+        }
+        (changes, result.unwrap_or_else(Commit::done))
     }
+
     /// Apply a change from elsewhere through the merge rule (for replication).
     pub fn apply(&self, change: Change) -> Commit {
-        let _ = change;
-        todo!()
+        self.apply_change(change).1
     }
+
+    /// [`apply`](Self::apply), also telling what the merge rule decided
+    /// (for metrics: applied, stale, duplicate). Durable like a local write.
+    pub fn apply_change(&self, change: Change) -> (MergeDecision, Commit) {
+        if let Err(reason) = validate_change(&change) {
+            return (
+                MergeDecision::Stale,
+                Commit::failed(StoreError::Invalid { reason }),
+            );
+        }
+        if let Some(e) = self.writer.refusal() {
+            return (MergeDecision::Stale, Commit::failed(e));
+        }
+        // HLC receive rule: our next stamps move past the remote one.
+        self.hlc.observe(change.version.hlc);
+        let mut shard = self.table.lock(&change.aor);
+        let mut rows = Vec::with_capacity(1);
+        let decision = self.merge_into(&mut shard, &change, &mut rows);
+        let commit = self.writer.submit(rows);
+        drop(shard);
+        (decision, commit)
+    }
+
     /// Counts.
     pub fn stats(&self) -> LocationStats {
-        todo!()
+        let c = self.table.counts();
+        LocationStats {
+            aors: c.aors.load(Ordering::Relaxed),
+            bindings: c.bindings.load(Ordering::Relaxed),
+            tombstones: c.tombstones.load(Ordering::Relaxed),
+        }
     }
-    /// True until a storage error has broken the durability promise.
+
+    /// Counters of the group-commit writer (transactions = fsyncs).
+    pub fn commit_stats(&self) -> CommitStats {
+        self.writer.stats()
+    }
+
+    /// True until a storage error has broken the durability promise (and
+    /// false once closed).
     pub fn healthy(&self) -> bool {
-        todo!()
+        self.writer.healthy()
     }
+
     /// Add or replace a subscriber (durable before returning).
     pub async fn put_subscriber(&self, s: Subscriber) -> Result<(), StoreError> {
-        let _ = s;
-        todo!()
+        if s.user.is_empty() || s.domain.is_empty() || s.domain.contains('@') {
+            return Err(StoreError::Invalid {
+                reason: InvalidChange::SubscriberKey,
+            });
+        }
+        let commit = {
+            let mut map = self.subscribers.write();
+            if let Some(e) = self.writer.refusal() {
+                return Err(e);
+            }
+            let key = codec::subscriber_key(&s.user, &s.domain);
+            let row = PersistOp::PutSubscriber {
+                key: key.clone(),
+                value: codec::encode_subscriber(&s),
+            };
+            map.insert(key, s);
+            self.writer.submit(vec![row])
+        };
+        commit.wait().await
     }
+
     /// Remove a subscriber; false when there was none.
     pub async fn remove_subscriber(&self, user: &str, domain: &str) -> Result<bool, StoreError> {
-        let _ = (user, domain);
-        todo!()
+        let commit = {
+            let mut map = self.subscribers.write();
+            if let Some(e) = self.writer.refusal() {
+                return Err(e);
+            }
+            let key = codec::subscriber_key(user, domain);
+            if map.remove(&key).is_none() {
+                return Ok(false);
+            }
+            self.writer
+                .submit(vec![PersistOp::DeleteSubscriber { key }])
+        };
+        commit.wait().await.map(|()| true)
     }
+
     /// Look a subscriber up (in memory).
     pub fn subscriber(&self, user: &str, domain: &str) -> Option<Subscriber> {
-        let _ = (user, domain);
-        todo!()
+        self.subscribers.get(user, domain)
     }
-    /// All subscribers, sorted.
+
+    /// All subscribers, sorted by domain, then user.
     pub fn subscribers(&self) -> Vec<Subscriber> {
-        todo!()
+        self.subscribers.all()
     }
-    /// Flush and close (graceful shutdown).
+
+    /// Flush and close (graceful shutdown): every write queued so far is
+    /// committed, then the file is closed. Later writes fail with
+    /// [`StoreError::Closed`]; reads keep working from memory. Idempotent.
+    /// Blocks the calling thread until the writer has finished.
     pub fn close(&self) -> Result<(), StoreError> {
-        todo!()
+        self.writer.close()
     }
-    #[allow(dead_code)]
-    fn _unused(_t: Timestamp) {}
 }
+
+impl Drop for Location {
+    /// Dropping without [`close`](Location::close) still commits what is
+    /// queued and closes the file, so the file can be reopened at once.
+    fn drop(&mut self) {
+        if let Err(e) = self.writer.close() {
+            tracing::error!(path = %self.path.display(), error = %e, "closing the location store");
+        }
+    }
+}
+
+fn validate_key(aor: &str, contact: &str) -> Result<(), InvalidChange> {
+    if aor.is_empty() || contact.is_empty() {
+        return Err(InvalidChange::EmptyKey);
+    }
+    if aor.as_bytes().contains(&0) {
+        return Err(InvalidChange::NulInAor);
+    }
+    Ok(())
+}
+
+fn validate_ops(aor: &str, ops: &[Op]) -> Result<(), InvalidChange> {
+    for op in ops {
+        let (op_aor, contact) = match op {
+            Op::Insert(b) | Op::Refresh(b) => (b.aor.as_str(), b.contact.as_str()),
+            Op::Remove { aor, contact } => (aor.as_str(), contact.as_str()),
+        };
+        if op_aor != aor {
+            return Err(InvalidChange::AorMismatch);
+        }
+        validate_key(aor, contact)?;
+    }
+    Ok(())
+}
+
+fn validate_change(c: &Change) -> Result<(), InvalidChange> {
+    validate_key(&c.aor, &c.contact)?;
+    match (c.kind, &c.binding) {
+        (ChangeKind::Remove, _) => Ok(()),
+        (_, None) => Err(InvalidChange::MissingBinding),
+        (_, Some(b)) if b.aor != c.aor || b.contact != c.contact => Err(InvalidChange::KeyMismatch),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

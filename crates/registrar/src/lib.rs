@@ -1,14 +1,45 @@
 //! REGISTER handling (RFC 3261 §10.3), digest authentication (RFC 7616) and
 //! the redirect lookup (RFC 3261 §8.3, 302) as logic over the location store.
 //!
-//! CONTRACT (skeleton written by the integrator; the public items below are
-//! used by `regmesh-rpc` and `regmesh`).
+//! What it does:
+//! - [`register`]: the pure §10.3 core, `(request, prior bindings, now,
+//!   policy) -> (response, ops)`, tested as a function;
+//! - [`auth`]: digest challenges and verification with stateless signed
+//!   nonces ([`nonce`]) and nonce-count replay protection;
+//! - [`redirect`]: 302/404 for requests to an AoR, 200 for OPTIONS to the
+//!   node, 483/481 where those apply;
+//! - [`Registrar::handle`]: the glue a transport calls with received bytes;
+//!   it returns an [`Action`] (reply now, reply once durable, or drop).
+//!
+//! What it does not do: sockets, timers, reading the clock (the store's
+//! injected clock gives `now`), persistence (the store's), or transactions:
+//! every answer is computed from the request alone, so retransmissions get
+//! the same answer by the §10.3 step 7 rules rather than a transaction table.
+//! No tokio here.
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
-use regmesh_location::{Binding, Commit, Location, NodeId, Op, Timestamp};
-use regmesh_sip::Source;
+pub mod auth;
+mod date;
+pub mod error;
+pub mod fields;
+mod handle;
+pub mod nonce;
+pub mod redirect;
+pub mod register;
+mod stats;
+#[cfg(test)]
+mod testutil;
+
+pub use auth::ha1;
+pub use date::rfc1123;
+pub use error::RegisterError;
+pub use handle::to_tag;
+pub use register::{Outcome, RegisterContext, register};
+pub use stats::Stats;
+
+use regmesh_location::{Commit, Location, NodeId};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 
 /// What to do with `max_contacts` overflow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,15 +96,6 @@ pub struct LocalSocket {
     pub addr: std::net::SocketAddr,
 }
 
-/// Registrar counters, named as Kamailio names them where it has the name.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// REGISTERs answered 2xx.
-    pub accepted_regs: AtomicU64,
-    /// REGISTERs answered with an error.
-    pub rejected_regs: AtomicU64,
-}
-
 /// What the transport should do with a received datagram or frame.
 #[derive(Debug)]
 pub enum Action {
@@ -93,50 +115,8 @@ pub struct Registrar {
     pub auth: AuthConfig,
     /// Node.
     pub node: NodeInfo,
-    /// Counters.
+    /// Counters (and the node's nonce-count table).
     pub stats: Arc<Stats>,
     /// The store.
     pub location: Arc<Location>,
-}
-
-impl Registrar {
-    /// Handle one received SIP message from `source` on `local` at the store's now.
-    pub fn handle(&self, bytes: &[u8], source: Source, local: LocalSocket) -> Action {
-        let _ = (bytes, source, local);
-        todo!()
-    }
-}
-
-/// Compute HA1 = H(user:realm:password) for both algorithms (lowercase hex): (MD5, SHA-256).
-pub fn ha1(user: &str, realm: &str, password: &str) -> (String, String) {
-    let _ = (user, realm, password);
-    todo!()
-}
-
-/// The pure core: REGISTER `req` against the AoR's `prior` bindings at `now`.
-/// Returns the response bytes and the ops to apply. No I/O.
-pub fn register(
-    req: &regmesh_sip::Request<'_>,
-    prior: &[Binding],
-    ctx: &RegisterContext<'_>,
-) -> (Vec<u8>, Vec<Op>) {
-    let _ = (req, prior, ctx);
-    todo!()
-}
-
-/// Inputs of [`register`] other than the request and bindings.
-#[derive(Debug, Clone)]
-pub struct RegisterContext<'a> {
-    /// Now.
-    pub now: Timestamp,
-    /// Policy.
-    pub policy: &'a Policy,
-    /// Node.
-    pub node: &'a NodeInfo,
-    /// Where the request came from.
-    pub source: Source,
-    /// Where it arrived.
-    pub local: LocalSocket,
-    /// To-tag to use in responses.
-    pub to_tag: &'a str,
 }

@@ -1,0 +1,152 @@
+//! The crate's error type.
+//!
+//! Errors on the commit path ([`StoreError::Commit`], [`StoreError::Unhealthy`],
+//! [`StoreError::WriterGone`]) are fatal for durability: the store stops
+//! promising that an acknowledged write survives a crash, [`healthy`] turns
+//! false, and the node must stop answering `200 OK` (openraft keeps fatal
+//! errors apart from request errors in the same way).
+//!
+//! [`healthy`]: crate::Location::healthy
+
+use crate::codec::DecodeError;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Storage errors. Any error on the commit path is fatal for durability.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database file could not be opened or created (missing folder,
+    /// permissions, another process holding it, ...).
+    #[error("cannot open location database {}: {source}", path.display())]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// What redb reported.
+        #[source]
+        source: redb::DatabaseError,
+    },
+    /// The file is damaged, or is not a regmesh location database. It is left
+    /// untouched for the operator to inspect, restore or move aside.
+    #[error(
+        "location database {} is corrupt or not a regmesh location database (left untouched): {source}",
+        path.display()
+    )]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        source: Corruption,
+    },
+    /// The file was written by a build with another on-disk format.
+    #[error(
+        "location database {} has format {found}; this build reads format {supported}",
+        path.display()
+    )]
+    UnsupportedFormat {
+        /// The file.
+        path: PathBuf,
+        /// Format byte found in the file.
+        found: u8,
+        /// Format this build reads.
+        supported: u8,
+    },
+    /// Reading the database at startup failed.
+    #[error("reading location database {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What redb reported.
+        #[source]
+        source: redb::Error,
+    },
+    /// An operating-system error outside the database (starting the writer thread).
+    #[error("location store I/O error while {context}: {source}")]
+    Io {
+        /// What the store was doing.
+        context: &'static str,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A commit failed: writes acknowledged from now on would not be durable,
+    /// so the store has turned unhealthy.
+    #[error("commit to the location database failed; the store is no longer durable: {source}")]
+    Commit {
+        /// What redb reported (shared by every write of the failed batch).
+        #[source]
+        source: Arc<redb::Error>,
+    },
+    /// An earlier commit failed; writes are refused.
+    #[error("the location store is unhealthy after an earlier commit failure; write refused")]
+    Unhealthy,
+    /// The commit writer thread stopped without answering.
+    #[error("the location store's commit writer has stopped")]
+    WriterGone,
+    /// The store was closed.
+    #[error("the location store is closed")]
+    Closed,
+    /// A change or op that the store refuses (it never reaches the table).
+    #[error("invalid change: {reason}")]
+    Invalid {
+        /// Why.
+        reason: InvalidChange,
+    },
+}
+
+/// What makes a database file unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum Corruption {
+    /// redb found the file damaged or not a redb database.
+    #[error("{0}")]
+    Storage(#[source] redb::StorageError),
+    /// A table of ours has an unexpected type (another program's file).
+    #[error("{0}")]
+    Table(#[source] redb::TableError),
+    /// A record that does not decode.
+    #[error("table {table}: {source}")]
+    Record {
+        /// The table.
+        table: &'static str,
+        /// The decoding failure.
+        #[source]
+        source: DecodeError,
+    },
+    /// The `meta` table is missing or malformed while data is present.
+    #[error("missing or malformed meta record {key:?}")]
+    Meta {
+        /// The meta key.
+        key: &'static str,
+    },
+    /// redb panicked while reading the file (it does not promise not to on a
+    /// file damaged outside redb); the panic was caught.
+    #[error("the database library panicked reading the file: {message}")]
+    Panicked {
+        /// The panic message.
+        message: String,
+    },
+}
+
+/// Why a change or op was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidChange {
+    /// An op names another AoR than the one `update` locked.
+    #[error("op for another AoR than the one being updated")]
+    AorMismatch,
+    /// The binding's AoR or contact differs from the change's.
+    #[error("binding does not match the change's AoR and contact")]
+    KeyMismatch,
+    /// Empty AoR or contact.
+    #[error("empty AoR or contact")]
+    EmptyKey,
+    /// A NUL byte in the AoR (it separates AoR and contact in the on-disk key).
+    #[error("NUL byte in the AoR")]
+    NulInAor,
+    /// An Insert or Refresh without a binding.
+    #[error("insert or refresh without a binding")]
+    MissingBinding,
+    /// A subscriber with an empty user or domain, or an `@` in the domain
+    /// (the on-disk key is `user@domain`, split at the last `@`).
+    #[error("subscriber needs a non-empty user and a domain without '@'")]
+    SubscriberKey,
+}

@@ -1,0 +1,200 @@
+//! [`Registrar::handle`]: the glue from received bytes to an [`Action`]:
+//! parse, authenticate, run the pure core under the AoR's lock, count.
+//!
+//! - Bytes that do not parse, responses, and requests whose top Via or CSeq
+//!   is unusable are dropped: without them a reply can neither be routed
+//!   (RFC 3261 §18.2.2) nor matched to its transaction (§17.1.3). Every
+//!   other malformed request gets a 400 naming the problem.
+//! - REGISTER: [`check`], then digest auth when enabled, then
+//!   [`register`] inside `Location::update`, so the read of the prior
+//!   bindings and the write of the ops are atomic per AoR. When there are
+//!   ops the reply waits for durability ([`Action::ReplyAfterCommit`]).
+//! - Everything else: [`route`] (302/404/OPTIONS).
+//!
+//! The To-tag is a hash of the Call-ID and the From tag, so a retransmitted
+//! request gets the same tag as the original (RFC 3261 §8.2.6.2).
+
+use crate::auth::{Authenticator, authenticate, challenges, realm_for};
+use crate::error::RegisterError;
+use crate::redirect::{Disposition, route};
+use crate::register::{Checked, RegisterContext, check, error_response, register};
+use crate::stats::bump;
+use crate::{Action, LocalSocket, Registrar};
+use regmesh_location::Timestamp;
+use regmesh_sip::{Message, Method, Request, Source};
+use tracing::debug;
+
+impl Registrar {
+    /// Handle one received SIP message from `source` on `local` at the store's now.
+    pub fn handle(&self, bytes: &[u8], source: Source, local: LocalSocket) -> Action {
+        let req = match regmesh_sip::parse(bytes) {
+            Ok(Message::Request(r)) => r,
+            Ok(Message::Response(_)) => {
+                bump(&self.stats.dropped);
+                return Action::Drop;
+            }
+            Err(e) => {
+                debug!(error = %e, peer = %source.addr, "unparsable message dropped");
+                bump(&self.stats.bad_messages);
+                bump(&self.stats.dropped);
+                return Action::Drop;
+            }
+        };
+        if req.top_via().is_err() || req.cseq().is_err() {
+            debug!(peer = %source.addr, "request without usable Via or CSeq dropped");
+            bump(&self.stats.bad_messages);
+            bump(&self.stats.dropped);
+            return Action::Drop;
+        }
+        let tag = to_tag(&req);
+        let now = self.location.clock().now();
+        if req.method == Method::Register {
+            self.handle_register(&req, source, local, &tag, now)
+        } else {
+            self.handle_other(&req, source, &tag, now)
+        }
+    }
+
+    fn handle_register(&self, req: &Request<'_>, source: Source, local: LocalSocket, tag: &str, now: Timestamp) -> Action {
+        let checked = match check(req) {
+            Ok(c) => c,
+            Err(e) => return self.refuse(req, source, tag, &e, &[]),
+        };
+        if self.auth.enabled
+            && let Err(e) = self.authenticate(req, &checked, now)
+        {
+            let extra = if e.is_challenge() {
+                let realm = realm_for(&self.auth, &checked.to);
+                challenges(&realm, &self.auth.secret, now, rand::random(), e.is_stale())
+            } else {
+                Vec::new()
+            };
+            return self.refuse(req, source, tag, &e, &extra);
+        }
+        if !self.location.healthy() {
+            return self.refuse(req, source, tag, &RegisterError::StoreUnavailable, &[]);
+        }
+        let ctx = RegisterContext {
+            now,
+            policy: &self.policy,
+            node: &self.node,
+            source,
+            local,
+            to_tag: tag,
+            ruid_seed: rand::random(),
+        };
+        let ((status, response, error, changed), commit) = self.location.update(&checked.aor, |prior| {
+            let out = register(req, prior, &ctx);
+            let changed = !out.ops.is_empty();
+            ((out.status, out.response, out.error, changed), out.ops)
+        });
+        debug!(status, changed, call_id = checked.call_id, "REGISTER");
+        match &error {
+            None => bump(&self.stats.accepted_regs),
+            Some(e) => {
+                bump(&self.stats.rejected_regs);
+                if e.is_malformed() {
+                    bump(&self.stats.bad_messages);
+                }
+            }
+        }
+        if changed {
+            let fail = error_response(req, source, tag, &RegisterError::StoreUnavailable, &[]);
+            Action::ReplyAfterCommit(response, commit, fail)
+        } else {
+            Action::Reply(response)
+        }
+    }
+
+    fn authenticate(&self, req: &Request<'_>, checked: &Checked<'_>, now: Timestamp) -> Result<(), RegisterError> {
+        let a = Authenticator {
+            config: &self.auth,
+            counts: &self.stats.nonce_counts,
+            now,
+        };
+        authenticate(req, &checked.to, &a, |user, domain| self.location.subscriber(user, domain)).map(|_| ())
+    }
+
+    /// Answer a REGISTER with an error and count it.
+    fn refuse(
+        &self,
+        req: &Request<'_>,
+        source: Source,
+        tag: &str,
+        e: &RegisterError,
+        extra: &[(&str, String)],
+    ) -> Action {
+        debug!(status = e.status(), reason = e.reason(), "REGISTER refused");
+        if e.is_challenge() {
+            bump(&self.stats.auth_challenges);
+        } else {
+            bump(&self.stats.rejected_regs);
+        }
+        if e.is_malformed() {
+            bump(&self.stats.bad_messages);
+        }
+        if counts_as_auth_failure(e) {
+            bump(&self.stats.auth_failures);
+        }
+        Action::Reply(error_response(req, source, tag, e, extra))
+    }
+
+    fn handle_other(&self, req: &Request<'_>, source: Source, tag: &str, now: Timestamp) -> Action {
+        let routed = route(req, source, tag, now, |aor| self.location.lookup(aor));
+        debug!(method = req.method.as_str(), disposition = ?routed.disposition, "request");
+        match &routed.disposition {
+            Disposition::Dropped => bump(&self.stats.dropped),
+            Disposition::Rejected(e) => {
+                if e.is_malformed() {
+                    bump(&self.stats.bad_messages);
+                }
+            }
+            Disposition::Options => bump(&self.stats.options),
+            Disposition::TooManyHops | Disposition::NoTransaction => {}
+            Disposition::Redirected(_) => {
+                bump(&self.stats.lookups);
+                bump(&self.stats.redirects);
+            }
+            Disposition::NotFound => {
+                bump(&self.stats.lookups);
+                bump(&self.stats.not_found);
+            }
+        }
+        match routed.reply {
+            Some(bytes) => Action::Reply(bytes),
+            None => Action::Drop,
+        }
+    }
+}
+
+/// Credentials were presented and refused (a missing or merely stale
+/// credential is the normal first and refresh steps of digest auth).
+fn counts_as_auth_failure(e: &RegisterError) -> bool {
+    matches!(
+        e,
+        RegisterError::MalformedCredentials
+            | RegisterError::UnsupportedDigest
+            | RegisterError::WrongRealm
+            | RegisterError::InvalidNonce
+            | RegisterError::NonceReplay
+            | RegisterError::WrongCredentials
+            | RegisterError::DigestUriMismatch
+            | RegisterError::UserMismatch
+    )
+}
+
+/// A To-tag that is the same for every retransmission of a request: FNV-1a
+/// (64-bit) over the Call-ID and the From tag, in hex.
+pub fn to_tag(req: &Request<'_>) -> String {
+    let call_id = req.headers.get("Call-ID").unwrap_or("");
+    let from_tag = req.from().ok().and_then(|f| f.tag()).unwrap_or("");
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in call_id.bytes().chain([0u8]).chain(from_tag.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+#[cfg(test)]
+mod tests;

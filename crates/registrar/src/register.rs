@@ -1,0 +1,559 @@
+//! The pure REGISTER core (RFC 3261 §10.3): a request, the AoR's bindings
+//! and `now` in; the response and the ops to apply out. No I/O, no clock, no
+//! randomness (the caller passes a seed for new record ids).
+//!
+//! Processing follows the steps of §10.3 (step 1, the domain check, accepts
+//! every domain; step 3, authentication, is [`crate::auth`]'s, run by the
+//! caller before this):
+//!
+//! - step 2: a `Require` tag other than `path` and `outbound` gives 420;
+//! - step 5: the AoR is the To URI's [`regmesh_sip::Uri::aor`], which must be
+//!   SIP or SIPS (else 416);
+//! - step 6: `Contact: *` needs `Expires: 0` (400 otherwise; `*` mixed with
+//!   other contacts is already a parse error, answered 400) and removes
+//!   every binding;
+//! - step 7: each contact's expiry comes from its `expires` parameter, else
+//!   the Expires header, else `default_expires`; a malformed value counts
+//!   as absent (RFC 4475 §3.1.2.4 allows treating it as the default). A
+//!   non-zero expiry below `min_expires` fails the whole request with 423 and
+//!   `Min-Expires`; above `max_expires` it is clamped. A contact matching a
+//!   stored binding (URI comparison of §19.1.4) with the same Call-ID is
+//!   checked against its CSeq: lower is out of order (the whole request
+//!   fails, see [`RegisterError::OutOfOrder`] for the chosen 400), equal is
+//!   a retransmission of the request that wrote it (nothing changes, the
+//!   answer is the same 200), higher or another Call-ID updates or removes
+//!   it. `Contact: *` must be newer than every binding it removes (equal is
+//!   out of order too: the request that wrote a binding cannot have
+//!   removed it). All updates apply, or none (§10.3: "committed ... if and
+//!   only if all binding updates and additions succeed");
+//! - step 8: 200 OK lists every current binding with its remaining
+//!   `expires` (and `q`, `+sip.instance`, `reg-id` when set), plus `Date`.
+//!
+//! Extensions: the source address is stored as `received` (RFC 3581) and
+//! the arrival socket as `socket`; Path (RFC 3327) is stored and echoed in
+//! the 200 when the UA sent `Supported: path`; a new contact carrying the
+//! `+sip.instance` and `reg-id` of a stored binding replaces it (RFC 5626
+//! §6), and the 200 then says `Require: outbound` if the UA supports it;
+//! a `reg-id` without `+sip.instance` is ignored, since it names a flow only
+//! together with the instance. `max_contacts` is checked when a request
+//! adds a binding: [`OverflowPolicy::Reject`] answers 403, and
+//! [`OverflowPolicy::ReplaceOldest`] removes the least recently modified
+//! bindings that the request did not itself write (403 if that is not
+//! enough room).
+
+use crate::error::RegisterError;
+use crate::fields::{format_q, methods_mask, received, same_contact, socket};
+use crate::{LocalSocket, NodeInfo, OverflowPolicy, Policy};
+use regmesh_location::{Binding, Hlc, Op, Timestamp, Version};
+use regmesh_sip::{Contacts, NameAddr, Request, ResponseBuilder, Source, unquote};
+
+/// Option tags this registrar implements (RFC 3261 §10.3 step 2).
+pub const SUPPORTED_EXTENSIONS: [&str; 2] = ["path", "outbound"];
+
+/// Inputs of [`register`] other than the request and bindings.
+#[derive(Debug, Clone)]
+pub struct RegisterContext<'a> {
+    /// Now.
+    pub now: Timestamp,
+    /// Policy.
+    pub policy: &'a Policy,
+    /// Node.
+    pub node: &'a NodeInfo,
+    /// Where the request came from.
+    pub source: Source,
+    /// Where it arrived.
+    pub local: LocalSocket,
+    /// To-tag to use in responses.
+    pub to_tag: &'a str,
+    /// Random seed from which the record ids (ruid) of new bindings are
+    /// derived; the caller draws it, so this function stays deterministic.
+    pub ruid_seed: u64,
+}
+
+/// What [`register`] decided.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Status code of `response`.
+    pub status: u16,
+    /// The complete response, ready to send.
+    pub response: Vec<u8>,
+    /// The ops to apply (empty for a query, a retransmission or an error).
+    pub ops: Vec<Op>,
+    /// Why the request failed, when it did.
+    pub error: Option<RegisterError>,
+}
+
+/// The pure core: REGISTER `req` against the AoR's `prior` bindings at
+/// `ctx.now`. Returns the response and the ops to apply. No I/O.
+pub fn register(req: &Request<'_>, prior: &[Binding], ctx: &RegisterContext<'_>) -> Outcome {
+    match plan(req, prior, ctx) {
+        Ok(plan) => Outcome {
+            status: 200,
+            response: ok_response(req, ctx, &plan),
+            ops: plan.ops,
+            error: None,
+        },
+        Err(e) => Outcome {
+            status: e.status(),
+            response: error_response(req, ctx.source, ctx.to_tag, &e, &[]),
+            ops: Vec::new(),
+            error: Some(e),
+        },
+    }
+}
+
+/// The fields of a REGISTER the core needs, checked.
+#[derive(Debug)]
+pub struct Checked<'r> {
+    /// The AoR key (RFC 3261 §10.3 step 5).
+    pub aor: String,
+    /// The To header (the AoR's URI).
+    pub to: NameAddr<'r>,
+    /// Call-ID.
+    pub call_id: &'r str,
+    /// CSeq number.
+    pub cseq: u32,
+}
+
+/// The checks made before anything else, shared with the glue (which needs
+/// the AoR before authenticating): the UAS checks of RFC 3261 §8.2 (through
+/// [`Request::validate`]), SIP schemes for the Request-URI and To (§10.3
+/// steps 1 and 5), and `Require` (§10.3 step 2).
+pub fn check<'r>(req: &'r Request<'_>) -> Result<Checked<'r>, RegisterError> {
+    req.validate()?;
+    let ruri = req.request_uri()?;
+    if !ruri.is_sip() {
+        return Err(RegisterError::UnsupportedScheme { what: "Request-URI" });
+    }
+    let to = req.to()?;
+    if !to.uri.is_sip() {
+        return Err(RegisterError::UnsupportedScheme { what: "To" });
+    }
+    let unsupported: Vec<&str> = option_tags(req, "Require")
+        .filter(|t| !SUPPORTED_EXTENSIONS.iter().any(|s| s.eq_ignore_ascii_case(t)))
+        .collect();
+    if !unsupported.is_empty() {
+        return Err(RegisterError::BadExtension {
+            unsupported: unsupported.join(", "),
+        });
+    }
+    Ok(Checked {
+        aor: to.uri.aor(),
+        call_id: req.call_id()?,
+        cseq: req.cseq()?.seq,
+        to,
+    })
+}
+
+/// The option tags of every `name` header (Supported, Require), trimmed.
+pub(crate) fn option_tags<'r>(req: &'r Request<'_>, name: &'r str) -> impl Iterator<Item = &'r str> + 'r {
+    req.headers
+        .get_all(name)
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+fn supports(req: &Request<'_>, tag: &str) -> bool {
+    option_tags(req, "Supported").any(|t| t.eq_ignore_ascii_case(tag))
+}
+
+/// The result of applying a REGISTER: the AoR's bindings afterwards, and
+/// the ops that get the store there.
+#[derive(Debug)]
+struct Plan {
+    bindings: Vec<Binding>,
+    ops: Vec<Op>,
+    path: Vec<String>,
+    outbound: bool,
+}
+
+/// A binding in the working set, and whether this request wrote it.
+struct Slot {
+    binding: Binding,
+    written: bool,
+}
+
+/// What one Contact value asks for.
+struct Wanted<'r> {
+    uri: &'r str,
+    expires: u32,
+    q: Option<u16>,
+    instance: Option<String>,
+    reg_id: Option<u32>,
+    methods: Option<u32>,
+}
+
+/// Fields every binding written by this request shares.
+struct Common<'r> {
+    aor: &'r str,
+    call_id: &'r str,
+    cseq: u32,
+    user_agent: Option<String>,
+    received: String,
+    socket: String,
+    path: Vec<String>,
+}
+
+fn plan(req: &Request<'_>, prior: &[Binding], ctx: &RegisterContext<'_>) -> Result<Plan, RegisterError> {
+    let checked = check(req)?;
+    let contacts = req.contacts()?;
+    let path: Vec<String> = req.path()?.into_iter().map(str::to_owned).collect();
+    let now = ctx.now;
+    let live: Vec<&Binding> = prior.iter().filter(|b| b.expires > now).collect();
+    let mut work: Vec<Slot> = live
+        .iter()
+        .map(|b| Slot {
+            binding: (*b).clone(),
+            written: false,
+        })
+        .collect();
+    let common = Common {
+        aor: &checked.aor,
+        call_id: checked.call_id,
+        cseq: checked.cseq,
+        user_agent: req.user_agent().map(str::to_owned),
+        received: received(ctx.source),
+        socket: socket(ctx.local),
+        path: path.clone(),
+    };
+    // RFC 4475 §3.1.2.4: a malformed expiry may be treated as absent.
+    let header_expires = req.expires().ok().flatten();
+    let mut outbound = false;
+
+    match contacts {
+        // RFC 3261 §10.3 step 8 with nothing to change: a query.
+        Contacts::None => {}
+        // RFC 3261 §10.3 step 6.
+        Contacts::Star => {
+            if header_expires != Some(0) {
+                return Err(RegisterError::StarWithoutZeroExpires);
+            }
+            for slot in &work {
+                let b = &slot.binding;
+                if b.call_id == checked.call_id && checked.cseq <= b.cseq {
+                    return Err(RegisterError::OutOfOrder {
+                        stored: b.cseq,
+                        received: checked.cseq,
+                    });
+                }
+            }
+            work.clear();
+        }
+        Contacts::List(list) => {
+            let allow = req
+                .headers
+                .get("Allow")
+                .is_some()
+                .then(|| methods_mask(req.headers.get_all("Allow")));
+            let mut inserted = 0u64;
+            for c in &list {
+                let wanted = wanted(c, header_expires, allow, ctx.policy)?;
+                outbound |= wanted.reg_id.is_some();
+                if apply(&mut work, &wanted, &common, ctx, inserted)? {
+                    inserted += 1;
+                }
+            }
+            if inserted > 0 {
+                enforce_max_contacts(&mut work, ctx.policy)?;
+            }
+        }
+    }
+
+    let ops = diff(&live, &work, &checked.aor);
+    Ok(Plan {
+        bindings: work.into_iter().map(|s| s.binding).collect(),
+        ops,
+        path,
+        outbound: outbound && supports(req, "outbound"),
+    })
+}
+
+/// Read one Contact value (RFC 3261 §10.3 step 7, RFC 5626 §4.2).
+fn wanted<'r>(
+    c: &NameAddr<'r>,
+    header_expires: Option<u32>,
+    allow: Option<u32>,
+    policy: &Policy,
+) -> Result<Wanted<'r>, RegisterError> {
+    let expires = c
+        .expires()
+        .and_then(Result::ok)
+        .or(header_expires)
+        .unwrap_or(policy.default_expires);
+    // RFC 3261 §10.3 step 7: too brief is refused, too long is shortened.
+    if expires != 0 && expires < policy.min_expires {
+        return Err(RegisterError::IntervalTooBrief {
+            min_expires: policy.min_expires,
+        });
+    }
+    let expires = if policy.max_expires != 0 {
+        expires.min(policy.max_expires)
+    } else {
+        expires
+    };
+    let q = c.q().transpose().map_err(|_| RegisterError::InvalidQ)?;
+    let instance = c
+        .param("+sip.instance")
+        .flatten()
+        .map(|v| unquote(v).to_owned())
+        .filter(|v| !v.is_empty());
+    let reg_id = match (instance.is_some(), c.param("reg-id")) {
+        (true, Some(v)) => Some(parse_reg_id(v).ok_or(RegisterError::InvalidRegId)?),
+        _ => None,
+    };
+    let methods = match c.param("methods").flatten() {
+        Some(list) => Some(methods_mask([unquote(list)])),
+        None => allow,
+    };
+    Ok(Wanted {
+        uri: c.uri_text,
+        expires,
+        q,
+        instance,
+        reg_id,
+        methods,
+    })
+}
+
+/// `reg-id = 1*DIGIT ; 1 to (2^31 - 1)` (RFC 5626 §4.2).
+fn parse_reg_id(v: Option<&str>) -> Option<u32> {
+    let v = v?;
+    if v.is_empty() || v.len() > 10 || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    v.parse::<u32>().ok().filter(|n| (1..=0x7fff_ffff).contains(n))
+}
+
+/// The RFC 3261 §10.3 step 7 Call-ID/CSeq rule for one stored binding that
+/// the request is about to change. `Ok(true)`: a retransmission, leave it.
+fn ordered(slot: &Slot, common: &Common<'_>) -> Result<bool, RegisterError> {
+    let b = &slot.binding;
+    if slot.written || b.call_id != common.call_id {
+        return Ok(false);
+    }
+    match common.cseq.cmp(&b.cseq) {
+        std::cmp::Ordering::Less => Err(RegisterError::OutOfOrder {
+            stored: b.cseq,
+            received: common.cseq,
+        }),
+        std::cmp::Ordering::Equal => Ok(true),
+        std::cmp::Ordering::Greater => Ok(false),
+    }
+}
+
+/// Apply one contact to the working set. `Ok(true)` when it added a binding.
+fn apply(
+    work: &mut Vec<Slot>,
+    w: &Wanted<'_>,
+    common: &Common<'_>,
+    ctx: &RegisterContext<'_>,
+    inserted: u64,
+) -> Result<bool, RegisterError> {
+    if let Some(i) = work.iter().position(|s| same_contact(&s.binding.contact, w.uri)) {
+        if ordered(&work[i], common)? {
+            return Ok(false);
+        }
+        if w.expires == 0 {
+            work.remove(i);
+        } else {
+            let slot = &mut work[i];
+            fill(&mut slot.binding, w, common, ctx);
+            slot.written = true;
+        }
+        return Ok(false);
+    }
+    if w.expires == 0 {
+        // Removing a binding that does not exist changes nothing.
+        return Ok(false);
+    }
+    // RFC 5626 §6: same instance and reg-id is the same flow; replace it.
+    if let (Some(instance), Some(reg_id)) = (&w.instance, w.reg_id)
+        && let Some(j) = work
+            .iter()
+            .position(|s| s.binding.instance.as_ref() == Some(instance) && s.binding.reg_id == Some(reg_id))
+    {
+        let slot = &work[j];
+        if !slot.written && slot.binding.call_id == common.call_id && common.cseq <= slot.binding.cseq {
+            return Err(RegisterError::OutOfOrder {
+                stored: slot.binding.cseq,
+                received: common.cseq,
+            });
+        }
+        work.remove(j);
+    }
+    let mut binding = Binding {
+        aor: common.aor.to_owned(),
+        contact: w.uri.to_owned(),
+        expires: ctx.now,
+        q: None,
+        call_id: String::new(),
+        cseq: 0,
+        flags: 0,
+        cflags: 0,
+        user_agent: None,
+        received: None,
+        socket: None,
+        path: Vec::new(),
+        instance: None,
+        reg_id: None,
+        methods: None,
+        ruid: new_ruid(ctx.node, ctx.ruid_seed, inserted),
+        last_modified: ctx.now,
+        origin: ctx.node.id,
+        version: Version {
+            hlc: Hlc(0),
+            node: ctx.node.id,
+        },
+    };
+    fill(&mut binding, w, common, ctx);
+    work.push(Slot {
+        binding,
+        written: true,
+    });
+    Ok(true)
+}
+
+/// Set the fields a REGISTER (re)writes. `ruid`, `flags` and `cflags`
+/// survive a refresh; everything else reflects the latest REGISTER, and the
+/// home node becomes the node it arrived on.
+fn fill(b: &mut Binding, w: &Wanted<'_>, common: &Common<'_>, ctx: &RegisterContext<'_>) {
+    b.expires = ctx.now.saturating_add_secs(u64::from(w.expires));
+    b.q = w.q;
+    b.call_id = common.call_id.to_owned();
+    b.cseq = common.cseq;
+    b.user_agent.clone_from(&common.user_agent);
+    b.received = Some(common.received.clone());
+    b.socket = Some(common.socket.clone());
+    b.path.clone_from(&common.path);
+    b.instance.clone_from(&w.instance);
+    b.reg_id = w.reg_id;
+    b.methods = w.methods;
+    b.last_modified = ctx.now;
+    b.origin = ctx.node.id;
+}
+
+/// A record id unique across the cluster: the node id plus 64 bits mixed
+/// from the caller's random seed and the insert's index in the request.
+fn new_ruid(node: &NodeInfo, seed: u64, index: u64) -> String {
+    format!("uloc-{:x}-{:016x}", node.id.0, splitmix64(seed.wrapping_add(index)))
+}
+
+/// SplitMix64's finaliser: spreads consecutive inputs over all 64 bits.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// `max_contacts` (0 = no limit), checked after the request's changes.
+fn enforce_max_contacts(work: &mut Vec<Slot>, policy: &Policy) -> Result<(), RegisterError> {
+    let max = policy.max_contacts;
+    let limit = usize::try_from(max).unwrap_or(usize::MAX);
+    if max == 0 || work.len() <= limit {
+        return Ok(());
+    }
+    match policy.overflow {
+        OverflowPolicy::Reject => Err(RegisterError::TooManyContacts { max }),
+        OverflowPolicy::ReplaceOldest => {
+            let excess = work.len() - limit;
+            let mut old: Vec<usize> = (0..work.len()).filter(|&i| !work[i].written).collect();
+            if old.len() < excess {
+                return Err(RegisterError::TooManyContacts { max });
+            }
+            old.sort_by_key(|&i| (work[i].binding.last_modified, work[i].binding.expires));
+            let mut drop: Vec<usize> = old.into_iter().take(excess).collect();
+            drop.sort_unstable_by(|a, b| b.cmp(a));
+            for i in drop {
+                work.remove(i);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The ops from the live bindings before to the working set after: one op
+/// per changed key (`aor`, `contact`), which is what the store expects.
+fn diff(before: &[&Binding], after: &[Slot], aor: &str) -> Vec<Op> {
+    let mut ops = Vec::new();
+    for b in before {
+        if !after.iter().any(|s| s.binding.contact == b.contact) {
+            ops.push(Op::Remove {
+                aor: aor.to_owned(),
+                contact: b.contact.clone(),
+            });
+        }
+    }
+    for s in after.iter().filter(|s| s.written) {
+        if before.iter().any(|b| b.contact == s.binding.contact) {
+            ops.push(Op::Refresh(s.binding.clone()));
+        } else {
+            ops.push(Op::Insert(s.binding.clone()));
+        }
+    }
+    ops
+}
+
+/// A Contact value for a 200 OK (RFC 3261 §10.3 step 8): the URI, the
+/// remaining seconds, and the parameters the UA needs to find its own.
+pub(crate) fn contact_value(b: &Binding, now: Timestamp, with_expires: bool) -> String {
+    let mut v = format!("<{}>", b.contact);
+    if with_expires {
+        v.push_str(&format!(";expires={}", b.expires.secs_remaining(now)));
+    }
+    if let Some(q) = b.q {
+        v.push_str(";q=");
+        v.push_str(&format_q(q));
+    }
+    if with_expires {
+        if let Some(instance) = &b.instance {
+            v.push_str(&format!(";+sip.instance=\"{instance}\""));
+        }
+        if let Some(reg_id) = b.reg_id {
+            v.push_str(&format!(";reg-id={reg_id}"));
+        }
+    }
+    v
+}
+
+fn ok_response(req: &Request<'_>, ctx: &RegisterContext<'_>, plan: &Plan) -> Vec<u8> {
+    let mut rb = ResponseBuilder::new(req, Some(ctx.source), 200, "OK", ctx.to_tag);
+    for b in &plan.bindings {
+        rb.header("Contact", &contact_value(b, ctx.now, true));
+    }
+    // RFC 3327 §5.3: echo Path only to a UA that said it supports it.
+    if supports(req, "path") {
+        for p in &plan.path {
+            rb.header("Path", p);
+        }
+    }
+    // RFC 5626 §6: a registrar that accepted a reg-id says so.
+    if plan.outbound {
+        rb.header("Require", "outbound");
+    }
+    rb.header("Date", &crate::date::rfc1123(ctx.now));
+    rb.finish(None, b"")
+}
+
+/// A reply for a failed request: the copied headers, the headers the error
+/// needs ([`RegisterError::extra_headers`]) and `extra` (challenges).
+pub fn error_response(
+    req: &Request<'_>,
+    source: Source,
+    to_tag: &str,
+    e: &RegisterError,
+    extra: &[(&str, String)],
+) -> Vec<u8> {
+    let mut rb = ResponseBuilder::new(req, Some(source), e.status(), e.reason(), to_tag);
+    for (name, value) in e.extra_headers() {
+        rb.header(name, &value);
+    }
+    for (name, value) in extra {
+        rb.header(name, value);
+    }
+    rb.finish(None, b"")
+}
+
+#[cfg(test)]
+mod tests;
