@@ -66,13 +66,18 @@ pub(crate) fn run(args: CtlArgs) -> ExitCode {
     }
 }
 
+/// A numeric-looking argument is sent as a number only when that loses
+/// nothing (`3600`, `0.5`), so `007` or `1.50` (a password, say) stay strings.
 fn param(s: &str) -> Value {
-    if let Ok(n) = s.parse::<i64>() {
+    if let Ok(n) = s.parse::<i64>()
+        && n.to_string() == s
+    {
         return json!(n);
     }
-    if s.contains('.')
-        && let Ok(f) = s.parse::<f64>()
+    if let Ok(f) = s.parse::<f64>()
         && f.is_finite()
+        && f.to_string() == s
+        && s.contains('.')
     {
         return json!(f);
     }
@@ -236,6 +241,20 @@ fn render_into(v: &Value, indent: usize, out: &mut String) {
     }
 }
 
+/// Tables wider than this many columns are cut down to [`PREFERRED`].
+const WIDE: usize = 10;
+const PREFERRED: &[&str] = &[
+    "Address",
+    "Expires",
+    "Q",
+    "Call-ID",
+    "CSeq",
+    "Received",
+    "Socket",
+    "User-Agent",
+    "Server-Id",
+];
+
 fn table(rows: &[&serde_json::Map<String, Value>], indent: usize, out: &mut String) {
     let mut cols: Vec<&str> = Vec::new();
     for r in rows {
@@ -243,6 +262,18 @@ fn table(rows: &[&serde_json::Map<String, Value>], indent: usize, out: &mut Stri
             if !cols.contains(&k.as_str()) {
                 cols.push(k);
             }
+        }
+    }
+    // Kamailio's contact records have two dozen fields; a terminal shows the
+    // ones an operator reads first (`--json` has them all).
+    if cols.len() > WIDE {
+        let preferred: Vec<&str> = PREFERRED
+            .iter()
+            .copied()
+            .filter(|p| cols.contains(p))
+            .collect();
+        if !preferred.is_empty() {
+            cols = preferred;
         }
     }
     let cells: Vec<Vec<String>> = rows
@@ -299,6 +330,9 @@ mod tests {
         assert_eq!(param("0.5"), json!(0.5));
         assert_eq!(param("alice@example.com"), json!("alice@example.com"));
         assert_eq!(param("sip:a@1.2.3.4:5060"), json!("sip:a@1.2.3.4:5060"));
+        assert_eq!(param("007"), json!("007"));
+        assert_eq!(param("1.50"), json!("1.50"));
+        assert_eq!(param("-1"), json!(-1));
     }
 
     #[test]

@@ -102,11 +102,65 @@ pub(crate) async fn accept_loop(
     }
 }
 
-/// Serve one connection: frame, handle, answer in order.
-async fn serve_conn<S>(mut stream: S, peer: SocketAddr, local: LocalSocket, shared: &SipShared)
+/// Replies a connection has queued, in request order.
+enum Reply {
+    /// Bytes ready to write.
+    Now(Vec<u8>),
+    /// Bytes to write once the commit is durable (else the 500).
+    AfterCommit(Vec<u8>, regmesh_location::Commit, Vec<u8>),
+}
+
+/// Replies that may wait for their commits on one connection: the reader
+/// keeps framing and handling while earlier requests are being made durable,
+/// so a pipelining client (or a proxy multiplexing many phones over one
+/// connection) is not held to one fsync per request. Past this the reader
+/// waits: backpressure, nothing dropped.
+const PIPELINE: usize = 256;
+
+/// Serve one connection: frame and handle in a reader, answer in order from
+/// a writer, both on this task.
+async fn serve_conn<S>(stream: S, peer: SocketAddr, local: LocalSocket, shared: &SipShared)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let (rd, wr) = tokio::io::split(stream);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Reply>(PIPELINE);
+    let reader = read_requests(rd, tx, peer, local, shared);
+    let writer = write_replies(wr, rx);
+    tokio::join!(reader, writer);
+}
+
+async fn write_replies<W: AsyncWrite + Unpin>(
+    mut wr: W,
+    mut rx: tokio::sync::mpsc::Receiver<Reply>,
+) {
+    while let Some(reply) = rx.recv().await {
+        let bytes = match reply {
+            Reply::Now(b) => b,
+            Reply::AfterCommit(ok, commit, failed) => match commit.wait().await {
+                Ok(()) => ok,
+                Err(e) => {
+                    tracing::error!(error = %e, "commit failed; answering 500");
+                    failed
+                }
+            },
+        };
+        if wr.write_all(&bytes).await.is_err() {
+            // The peer is gone: stop reading replies; the reader sees the
+            // closed channel and stops too.
+            return;
+        }
+    }
+    let _ = wr.shutdown().await;
+}
+
+async fn read_requests<R: AsyncRead + Unpin>(
+    mut rd: R,
+    tx: tokio::sync::mpsc::Sender<Reply>,
+    peer: SocketAddr,
+    local: LocalSocket,
+    shared: &SipShared,
+) {
     let source = Source {
         transport: local.transport,
         addr: peer,
@@ -116,42 +170,33 @@ where
     loop {
         // Handle every complete frame already buffered.
         loop {
-            match regmesh_sip::frame(&buf[start..], shared.max_message_size) {
+            let reply = match regmesh_sip::frame(&buf[start..], shared.max_message_size) {
                 Ok(Frame::KeepAlive(n)) => {
                     start += n;
                     // RFC 5626 §3.5.1: a double CRLF ping gets a single CRLF pong.
-                    if n >= 4 && stream.write_all(b"\r\n").await.is_err() {
-                        return;
-                    }
+                    (n >= 4).then(|| Reply::Now(b"\r\n".to_vec()))
                 }
                 Ok(Frame::Message(n)) => {
                     let action = shared
                         .registrar
                         .handle(&buf[start..start + n], source, local);
                     start += n;
-                    let bytes = match action {
-                        Action::Reply(b) => Some(b),
-                        Action::ReplyAfterCommit(ok, commit, failed) => match commit.wait().await {
-                            Ok(()) => Some(ok),
-                            Err(e) => {
-                                tracing::error!(error = %e, "commit failed; answering 500");
-                                Some(failed)
-                            }
-                        },
+                    match action {
+                        Action::Reply(b) => Some(Reply::Now(b)),
+                        Action::ReplyAfterCommit(ok, commit, failed) => {
+                            Some(Reply::AfterCommit(ok, commit, failed))
+                        }
                         Action::Drop => None,
-                    };
-                    if let Some(b) = bytes
-                        && stream.write_all(&b).await.is_err()
-                    {
-                        return;
                     }
                 }
                 Err(ParseError::Incomplete) => break,
                 Err(ParseError::TooLarge) => {
                     shared.counters.oversize.fetch_add(1, Ordering::Relaxed);
                     debug!(%peer, "stream message over the size limit; closing");
-                    let _ = stream
-                        .write_all(b"SIP/2.0 513 Message Too Large\r\nContent-Length: 0\r\n\r\n")
+                    let _ = tx
+                        .send(Reply::Now(
+                            b"SIP/2.0 513 Message Too Large\r\nContent-Length: 0\r\n\r\n".to_vec(),
+                        ))
                         .await;
                     return;
                 }
@@ -161,6 +206,11 @@ where
                     debug!(%peer, error = %e, "unframeable stream data; closing");
                     return;
                 }
+            };
+            if let Some(r) = reply
+                && tx.send(r).await.is_err()
+            {
+                return;
             }
         }
         if start > 0 {
@@ -170,7 +220,7 @@ where
         let read = tokio::select! {
             biased;
             _ = shared.cancel.cancelled() => return,
-            r = tokio::time::timeout(shared.idle_timeout, stream.read_buf(&mut buf)) => r,
+            r = tokio::time::timeout(shared.idle_timeout, rd.read_buf(&mut buf)) => r,
         };
         match read {
             Ok(Ok(0)) | Ok(Err(_)) => return,
