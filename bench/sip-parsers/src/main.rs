@@ -189,7 +189,9 @@ fn main() {
         assert!(f(REGISTER) && f(INVITE));
     }
 
-    println!("| parser | REGISTER ns/msg | INVITE ns/msg | §3.1.1 valid accepted | §3.1.2 invalid rejected by parse | §3.2-3.4 accepted | panics |");
+    println!(
+        "| parser | REGISTER ns/msg | INVITE ns/msg | §3.1.1 valid accepted | §3.1.2 invalid rejected by parse | §3.2-3.4 accepted | panics |"
+    );
     println!("|---|---:|---:|---:|---:|---:|---:|");
     for (name, f) in candidates {
         let reg = measure(f, REGISTER);
@@ -220,5 +222,7 @@ fn main() {
     }
     let full = measure(regmesh_registrar, REGISTER);
     println!();
-    println!("regmesh-sip parse + validate + To AoR + contacts + expires on the REGISTER: {full:.0} ns/msg");
+    println!(
+        "regmesh-sip parse + validate + To AoR + contacts + expires on the REGISTER: {full:.0} ns/msg"
+    );
 }

@@ -425,7 +425,7 @@ mod tests {
         let h = hdrs(&[("Expires", "3600"), ("Max-Forwards", "70")]);
         assert_eq!(h.expires(), Ok(Some(3600)));
         assert_eq!(h.max_forwards(), Ok(Some(70)));
-        let h = hdrs(&[("Expires", &"1000000000000"), ("Max-Forwards", "300")]);
+        let h = hdrs(&[("Expires", "1000000000000"), ("Max-Forwards", "300")]);
         assert_eq!(h.expires(), Ok(Some(u32::MAX)));
         assert!(h.max_forwards().is_err());
         let h = hdrs(&[("Expires", "soon")]);

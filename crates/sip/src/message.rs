@@ -283,7 +283,11 @@ enum StartLine<'a> {
 fn parse_start_line(line: &str, offset: usize) -> Result<StartLine<'_>, ParseError> {
     let bad = ParseError::BadStartLine { offset };
     let (first, rest) = split_sp(line).ok_or(bad)?;
-    if first.len() >= 4 && first[..4].eq_ignore_ascii_case("SIP/") {
+    if first
+        .as_bytes()
+        .get(..4)
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/"))
+    {
         check_version(first, bad)?;
         let b = rest.as_bytes();
         if b.len() < 3
@@ -334,7 +338,7 @@ fn check_version(v: &str, bad: ParseError) -> Result<(), ParseError> {
         return Ok(());
     }
     let well_formed = v.len() > 4
-        && v[..4].eq_ignore_ascii_case("SIP/")
+        && v.as_bytes()[..4].eq_ignore_ascii_case(b"SIP/")
         && v[4..]
             .split_once('.')
             .is_some_and(|(a, b)| parse_digits_u64(a).is_some() && parse_digits_u64(b).is_some());

@@ -16,6 +16,11 @@ use crate::ParseError;
 use crate::syntax::{find_param, is_scheme, is_uri_byte};
 
 /// A SIP or SIPS URI (RFC 3261 §19.1), borrowing from the text it was parsed from.
+///
+/// Other schemes (`tel:`, `urn:`, ...) parse opaquely: `host` holds
+/// everything after `scheme:` and the other fields are empty; check
+/// [`Uri::is_sip`] and answer 416 where a SIP URI is required. The password
+/// of `user:password@` is dropped (RFC 3261 §19.1.1: NOT RECOMMENDED).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Uri<'a> {
     /// `sip`, `sips` or another scheme (lowercased comparison is the caller's job).
@@ -33,7 +38,7 @@ pub struct Uri<'a> {
 }
 
 impl<'a> Uri<'a> {
-    /// Parse a URI. See the module doc for how non-SIP schemes are handled.
+    /// Parse a URI. See the type doc for how non-SIP schemes are handled.
     pub fn parse(text: &'a str) -> Result<Self, ParseError> {
         let colon = memchr::memchr(b':', text.as_bytes()).ok_or(ParseError::BadUri)?;
         let (scheme, rest) = (&text[..colon], &text[colon + 1..]);

@@ -242,6 +242,17 @@ proptest! {
     }
 }
 
+proptest! {
+    #[test]
+    fn unicode_noise_never_panics(s in any::<String>(), t in "\\PC{0,40}") {
+        exercise(s.as_bytes());
+        for line in [format!("{t} sip:a SIP/2.0\r\n\r\n"), format!("SIP/2.0 200 {t}\r\n{t}: {s}\r\n\r\n"),
+            format!("REGISTER {t} SIP/2.0\r\nContact: {t}<sip:{t}@{t}>;{t}={s}\r\nVia: SIP/2.0/UDP {t};{t}\r\nTo: \"{t}\" <sip:a@b>\r\n\r\n")] {
+            exercise(line.as_bytes());
+        }
+    }
+}
+
 /// Run everything that takes untrusted input; only panics fail.
 fn exercise(bytes: &[u8]) {
     let _ = frame(bytes, 1 << 16);

@@ -139,10 +139,9 @@ fn request_rejects(r: &Request<'_>) -> Option<String> {
     if !ruri.is_sip() {
         return Some("416 Request-URI scheme".into());
     }
-    if let Some(req) = r.headers.get("Require") {
-        if req.split(',').any(|o| !SUPPORTED.contains(&o.trim())) {
-            return Some("420 Require".into());
-        }
+    let unsupported = |req: &str| req.split(',').any(|o| !SUPPORTED.contains(&o.trim()));
+    if r.headers.get("Require").is_some_and(unsupported) {
+        return Some("420 Require".into());
     }
     if let Err(e) = r.contacts() {
         return Some(format!("contacts: {e}"));
@@ -155,10 +154,12 @@ fn request_rejects(r: &Request<'_>) -> Option<String> {
         if !to.uri.is_sip() {
             return Some("416 To scheme".into());
         }
-        if let Ok(Contacts::List(list)) = r.contacts() {
-            if let Some(c) = list.iter().find(|c| !c.uri.is_sip()) {
-                return Some(format!("contact scheme {}", c.uri.scheme));
-            }
+        let non_sip = match r.contacts() {
+            Ok(Contacts::List(list)) => list.into_iter().find(|c| !c.uri.is_sip()),
+            _ => None,
+        };
+        if let Some(c) = non_sip {
+            return Some(format!("contact scheme {}", c.uri.scheme));
         }
     }
     None
