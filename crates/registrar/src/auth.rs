@@ -192,7 +192,9 @@ pub fn authenticate(
 ) -> Result<Subscriber, RegisterError> {
     let creds = match req.authorization() {
         None => return Err(RegisterError::MissingCredentials),
-        Some(Err(ParseError::UnsupportedAuthScheme)) => return Err(RegisterError::UnsupportedDigest),
+        Some(Err(ParseError::UnsupportedAuthScheme)) => {
+            return Err(RegisterError::UnsupportedDigest);
+        }
         Some(Err(_)) => return Err(RegisterError::MalformedCredentials),
         Some(Ok(c)) => c,
     };
@@ -209,7 +211,8 @@ pub fn authenticate(
     if realm != our_realm {
         return Err(RegisterError::WrongRealm);
     }
-    let algorithm = Algorithm::from_param(creds.algorithm.as_deref()).ok_or(RegisterError::UnsupportedDigest)?;
+    let algorithm = Algorithm::from_param(creds.algorithm.as_deref())
+        .ok_or(RegisterError::UnsupportedDigest)?;
     let qop = match creds.qop.as_deref() {
         None => None,
         Some(q) if q.eq_ignore_ascii_case("auth") => {
@@ -222,14 +225,19 @@ pub fn authenticate(
         Some(_) => return Err(RegisterError::UnsupportedDigest),
     };
     let ttl = a.config.nonce_ttl;
-    let checked = nonce::verify(&a.config.secret, nonce, a.now, ttl).ok_or(RegisterError::InvalidNonce)?;
+    let checked =
+        nonce::verify(&a.config.secret, nonce, a.now, ttl).ok_or(RegisterError::InvalidNonce)?;
     // RFC 2617 §3.2.2.5: the digest-uri must name the Request-URI.
     if uri != req.uri && !same_contact(uri, req.uri) {
         return Err(RegisterError::DigestUriMismatch);
     }
     let domain = to.uri.host.to_ascii_lowercase();
     let subscriber = lookup(username, &domain)
-        .or_else(|| (our_realm != domain).then(|| lookup(username, &our_realm)).flatten())
+        .or_else(|| {
+            (our_realm != domain)
+                .then(|| lookup(username, &our_realm))
+                .flatten()
+        })
         .ok_or(RegisterError::WrongCredentials)?;
     let ha1 = match algorithm {
         Algorithm::Md5 => &subscriber.ha1_md5,

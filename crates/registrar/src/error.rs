@@ -191,7 +191,9 @@ impl RegisterError {
     /// `Retry-After` in a 500 the client may retry).
     pub fn extra_headers(&self) -> Vec<(&'static str, String)> {
         match self {
-            Self::IntervalTooBrief { min_expires } => vec![("Min-Expires", min_expires.to_string())],
+            Self::IntervalTooBrief { min_expires } => {
+                vec![("Min-Expires", min_expires.to_string())]
+            }
             Self::BadExtension { unsupported } => vec![("Unsupported", unsupported.clone())],
             Self::StoreUnavailable => vec![("Retry-After", RETRY_AFTER_SECS.to_string())],
             _ => Vec::new(),
@@ -250,6 +252,9 @@ mod tests {
             RegisterError::from(ParseError::CSeqMethodMismatch),
             RegisterError::CSeqMethodMismatch
         );
-        assert_eq!(RegisterError::StoreUnavailable.extra_headers()[0].0, "Retry-After");
+        assert_eq!(
+            RegisterError::StoreUnavailable.extra_headers()[0].0,
+            "Retry-After"
+        );
     }
 }

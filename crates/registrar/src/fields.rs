@@ -68,7 +68,12 @@ pub fn methods_mask<'a>(lists: impl IntoIterator<Item = &'a str>) -> u32 {
         .into_iter()
         .flat_map(|l| l.split(','))
         .map(str::trim)
-        .filter_map(|m| method_bits::TABLE.iter().find(|(n, _)| *n == m).map(|(_, b)| *b))
+        .filter_map(|m| {
+            method_bits::TABLE
+                .iter()
+                .find(|(n, _)| *n == m)
+                .map(|(_, b)| *b)
+        })
         .fold(0, |acc, b| acc | b)
 }
 
@@ -113,7 +118,11 @@ pub fn received(source: Source) -> String {
 
 /// The local socket as Kamailio writes it: `<proto>:<ip>:<port>`.
 pub fn socket(local: LocalSocket) -> String {
-    format!("{}:{}", transport_name(local.transport), host_port(local.addr))
+    format!(
+        "{}:{}",
+        transport_name(local.transport),
+        host_port(local.addr)
+    )
 }
 
 /// Parameters that must agree whenever either URI has them (RFC 3261 §19.1.4).
@@ -150,18 +159,15 @@ pub fn same_contact(a: &str, b: &str) -> bool {
     };
     for (name, va) in &ua.params {
         match ub.param(name) {
-            Some(vb) => {
-                if !value_eq(*va, vb) {
-                    return false;
-                }
-            }
+            Some(vb) if !value_eq(*va, vb) => return false,
+            Some(_) => {}
             None if MUST_MATCH.iter().any(|m| m.eq_ignore_ascii_case(name)) => return false,
             None => {}
         }
     }
-    ub.params
-        .iter()
-        .all(|(name, _)| ua.param(name).is_some() || !MUST_MATCH.iter().any(|m| m.eq_ignore_ascii_case(name)))
+    ub.params.iter().all(|(name, _)| {
+        ua.param(name).is_some() || !MUST_MATCH.iter().any(|m| m.eq_ignore_ascii_case(name))
+    })
 }
 
 #[cfg(test)]
@@ -183,7 +189,11 @@ mod tests {
         assert_eq!(methods_mask(["INVITE, ACK,BYE"]), 1 | 4 | 8);
         assert_eq!(methods_mask(["INVITE", "PUBLISH,FOO", "invite"]), 1 | 8192);
         assert_eq!(methods_mask([""]), 0);
-        let all = method_bits::TABLE.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(",");
+        let all = method_bits::TABLE
+            .iter()
+            .map(|(n, _)| *n)
+            .collect::<Vec<_>>()
+            .join(",");
         assert_eq!(methods_mask([all.as_str()]), (1 << 14) - 1);
     }
 
@@ -208,14 +218,29 @@ mod tests {
 
     #[test]
     fn contact_comparison_follows_rfc3261_19_1_4() {
-        assert!(same_contact("sip:alice@Host.example.com:5060", "sip:alice@host.example.com:5060"));
+        assert!(same_contact(
+            "sip:alice@Host.example.com:5060",
+            "sip:alice@host.example.com:5060"
+        ));
         assert!(!same_contact("sip:Alice@host", "sip:alice@host"));
         assert!(!same_contact("sip:alice@host", "sip:alice@host:5060"));
-        assert!(same_contact("sip:alice@host;transport=TCP", "sip:alice@host;transport=tcp"));
-        assert!(!same_contact("sip:alice@host;transport=tcp", "sip:alice@host"));
-        assert!(!same_contact("sip:alice@host", "sip:alice@host;transport=tcp"));
+        assert!(same_contact(
+            "sip:alice@host;transport=TCP",
+            "sip:alice@host;transport=tcp"
+        ));
+        assert!(!same_contact(
+            "sip:alice@host;transport=tcp",
+            "sip:alice@host"
+        ));
+        assert!(!same_contact(
+            "sip:alice@host",
+            "sip:alice@host;transport=tcp"
+        ));
         assert!(same_contact("sip:alice@host;ob", "sip:alice@host"));
-        assert!(!same_contact("sip:alice@host;foo=1", "sip:alice@host;foo=2"));
+        assert!(!same_contact(
+            "sip:alice@host;foo=1",
+            "sip:alice@host;foo=2"
+        ));
         assert!(same_contact("tel:+1234", "TEL:+1234"));
         assert!(!same_contact("sip:alice@host", "sips:alice@host"));
     }

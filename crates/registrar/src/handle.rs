@@ -55,7 +55,14 @@ impl Registrar {
         }
     }
 
-    fn handle_register(&self, req: &Request<'_>, source: Source, local: LocalSocket, tag: &str, now: Timestamp) -> Action {
+    fn handle_register(
+        &self,
+        req: &Request<'_>,
+        source: Source,
+        local: LocalSocket,
+        tag: &str,
+        now: Timestamp,
+    ) -> Action {
         let checked = match check(req) {
             Ok(c) => c,
             Err(e) => return self.refuse(req, source, tag, &e, &[]),
@@ -83,11 +90,12 @@ impl Registrar {
             to_tag: tag,
             ruid_seed: rand::random(),
         };
-        let ((status, response, error, changed), commit) = self.location.update(&checked.aor, |prior| {
-            let out = register(req, prior, &ctx);
-            let changed = !out.ops.is_empty();
-            ((out.status, out.response, out.error, changed), out.ops)
-        });
+        let ((status, response, error, changed), commit) =
+            self.location.update(&checked.aor, |prior| {
+                let out = register(req, prior, &ctx);
+                let changed = !out.ops.is_empty();
+                ((out.status, out.response, out.error, changed), out.ops)
+            });
         debug!(status, changed, call_id = checked.call_id, "REGISTER");
         match &error {
             None => bump(&self.stats.accepted_regs),
@@ -106,13 +114,21 @@ impl Registrar {
         }
     }
 
-    fn authenticate(&self, req: &Request<'_>, checked: &Checked<'_>, now: Timestamp) -> Result<(), RegisterError> {
+    fn authenticate(
+        &self,
+        req: &Request<'_>,
+        checked: &Checked<'_>,
+        now: Timestamp,
+    ) -> Result<(), RegisterError> {
         let a = Authenticator {
             config: &self.auth,
             counts: &self.stats.nonce_counts,
             now,
         };
-        authenticate(req, &checked.to, &a, |user, domain| self.location.subscriber(user, domain)).map(|_| ())
+        authenticate(req, &checked.to, &a, |user, domain| {
+            self.location.subscriber(user, domain)
+        })
+        .map(|_| ())
     }
 
     /// Answer a REGISTER with an error and count it.

@@ -2,7 +2,7 @@
 //! the redirect lookup (RFC 3261 §8.3, 302) as logic over the location store.
 //!
 //! What it does:
-//! - [`register`]: the pure §10.3 core, `(request, prior bindings, now,
+//! - [`register()`]: the pure §10.3 core, `(request, prior bindings, now,
 //!   policy) -> (response, ops)`, tested as a function;
 //! - [`auth`]: digest challenges and verification with stateless signed
 //!   nonces ([`nonce`]) and nonce-count replay protection;

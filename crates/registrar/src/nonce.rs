@@ -51,7 +51,8 @@ pub const DEFAULT_NONCE_CAPACITY: usize = 65_536;
 fn mac(secret: &[u8], signed: &[u8]) -> HmacSha256 {
     // invariant: HMAC accepts keys of any length (RFC 2104 §2 hashes long
     // keys and pads short ones), so `new_from_slice` cannot fail.
-    let mut m = <HmacSha256 as Mac>::new_from_slice(secret).expect("invariant: HMAC accepts any key length");
+    let mut m = <HmacSha256 as Mac>::new_from_slice(secret)
+        .expect("invariant: HMAC accepts any key length");
     m.update(signed);
     m
 }
@@ -221,7 +222,11 @@ mod tests {
         assert!(!v.is_stale(now, 300));
         // RFC 7616 §3.3: past its lifetime the nonce is stale, not invalid.
         let later = now.saturating_add_secs(301);
-        assert!(verify(SECRET, &n, later, 300).expect("still signed").is_stale(later, 300));
+        assert!(
+            verify(SECRET, &n, later, 300)
+                .expect("still signed")
+                .is_stale(later, 300)
+        );
         assert_eq!(verify(b"another secret of some length", &n, now, 300), None);
     }
 
@@ -232,9 +237,15 @@ mod tests {
         // Move the issue time forward by re-encoding with another time but the old tag.
         let mut raw = URL_SAFE_NO_PAD.decode(&n).expect("b64");
         raw[7] ^= 1;
-        assert_eq!(verify(SECRET, &URL_SAFE_NO_PAD.encode(&raw), now, 300), None);
+        assert_eq!(
+            verify(SECRET, &URL_SAFE_NO_PAD.encode(&raw), now, 300),
+            None
+        );
         assert_eq!(verify(SECRET, "", now, 300), None);
-        assert_eq!(verify(SECRET, "dcd98b7102dd2f0e8b11d0f600bfb0c093", now, 300), None);
+        assert_eq!(
+            verify(SECRET, "dcd98b7102dd2f0e8b11d0f600bfb0c093", now, 300),
+            None
+        );
         assert_eq!(verify(SECRET, &"!".repeat(43), now, 300), None);
         // Issued far in the future.
         let future = mint(SECRET, now.saturating_add_secs(10_000), [1; 8]);
@@ -267,7 +278,10 @@ mod tests {
         let t = NonceCounts::with_capacity(16);
         let now = Timestamp::from_secs(1000);
         for i in 0..16u8 {
-            assert_eq!(t.check(&nonce(900 + u64::from(i), i), 1, now, 300), NcVerdict::Accepted);
+            assert_eq!(
+                t.check(&nonce(900 + u64::from(i), i), 1, now, 300),
+                NcVerdict::Accepted
+            );
         }
         assert_eq!(t.len(), 16);
         // Full: the oldest eighth (issued 900 and 901) goes, the floor rises.
@@ -289,8 +303,14 @@ mod tests {
         }
         // Much later: all eight are past their lifetime and dropped, no floor.
         let later = Timestamp::from_secs(10_000);
-        assert_eq!(t.check(&nonce(9_999, 50), 1, later, 300), NcVerdict::Accepted);
+        assert_eq!(
+            t.check(&nonce(9_999, 50), 1, later, 300),
+            NcVerdict::Accepted
+        );
         assert_eq!(t.len(), 1);
-        assert_eq!(t.check(&nonce(9_998, 51), 1, later, 300), NcVerdict::Accepted);
+        assert_eq!(
+            t.check(&nonce(9_998, 51), 1, later, 300),
+            NcVerdict::Accepted
+        );
     }
 }

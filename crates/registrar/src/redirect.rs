@@ -79,7 +79,9 @@ pub fn route(
         };
     }
     let reply = |status: u16, reason: &str, disposition: Disposition| Routed {
-        reply: Some(ResponseBuilder::new(req, Some(source), status, reason, to_tag).finish(None, b"")),
+        reply: Some(
+            ResponseBuilder::new(req, Some(source), status, reason, to_tag).finish(None, b""),
+        ),
         disposition,
     };
     let reject = |e: RegisterError| Routed {
@@ -107,12 +109,21 @@ pub fn route(
         return reply(483, "Too Many Hops", Disposition::TooManyHops);
     }
     if req.method == Method::Cancel {
-        return reply(481, "Call/Transaction Does Not Exist", Disposition::NoTransaction);
+        return reply(
+            481,
+            "Call/Transaction Does Not Exist",
+            Disposition::NoTransaction,
+        );
     }
     if !uri.is_sip() {
-        return reject(RegisterError::UnsupportedScheme { what: "Request-URI" });
+        return reject(RegisterError::UnsupportedScheme {
+            what: "Request-URI",
+        });
     }
-    let mut bindings: Vec<Binding> = lookup(&uri.aor()).into_iter().filter(|b| b.expires > now).collect();
+    let mut bindings: Vec<Binding> = lookup(&uri.aor())
+        .into_iter()
+        .filter(|b| b.expires > now)
+        .collect();
     if bindings.is_empty() {
         return reply(404, "Not Found", Disposition::NotFound);
     }

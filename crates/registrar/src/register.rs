@@ -31,9 +31,11 @@
 //!
 //! Extensions: the source address is stored as `received` (RFC 3581) and
 //! the arrival socket as `socket`; Path (RFC 3327) is stored and echoed in
-//! the 200 when the UA sent `Supported: path`; a new contact carrying the
-//! `+sip.instance` and `reg-id` of a stored binding replaces it (RFC 5626
-//! §6), and the 200 then says `Require: outbound` if the UA supports it;
+//! the 200 when the UA sent `Supported: path`; a contact carrying the
+//! `+sip.instance` and `reg-id` of a stored binding under another URI
+//! replaces that binding (RFC 5626 §6: one binding per flow; the Call-ID and
+//! CSeq rule applies to it as to a removal), and the 200 then says
+//! `Require: outbound` if the UA supports it;
 //! a `reg-id` without `+sip.instance` is ignored, since it names a flow only
 //! together with the instance. `max_contacts` is checked when a request
 //! adds a binding: [`OverflowPolicy::Reject`] answers 403, and
@@ -123,14 +125,20 @@ pub fn check<'r>(req: &'r Request<'_>) -> Result<Checked<'r>, RegisterError> {
     req.validate()?;
     let ruri = req.request_uri()?;
     if !ruri.is_sip() {
-        return Err(RegisterError::UnsupportedScheme { what: "Request-URI" });
+        return Err(RegisterError::UnsupportedScheme {
+            what: "Request-URI",
+        });
     }
     let to = req.to()?;
     if !to.uri.is_sip() {
         return Err(RegisterError::UnsupportedScheme { what: "To" });
     }
     let unsupported: Vec<&str> = option_tags(req, "Require")
-        .filter(|t| !SUPPORTED_EXTENSIONS.iter().any(|s| s.eq_ignore_ascii_case(t)))
+        .filter(|t| {
+            !SUPPORTED_EXTENSIONS
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(t))
+        })
         .collect();
     if !unsupported.is_empty() {
         return Err(RegisterError::BadExtension {
@@ -146,7 +154,10 @@ pub fn check<'r>(req: &'r Request<'_>) -> Result<Checked<'r>, RegisterError> {
 }
 
 /// The option tags of every `name` header (Supported, Require), trimmed.
-pub(crate) fn option_tags<'r>(req: &'r Request<'_>, name: &'r str) -> impl Iterator<Item = &'r str> + 'r {
+pub(crate) fn option_tags<'r>(
+    req: &'r Request<'_>,
+    name: &'r str,
+) -> impl Iterator<Item = &'r str> + 'r {
     req.headers
         .get_all(name)
         .flat_map(|v| v.split(','))
@@ -195,7 +206,11 @@ struct Common<'r> {
     path: Vec<String>,
 }
 
-fn plan(req: &Request<'_>, prior: &[Binding], ctx: &RegisterContext<'_>) -> Result<Plan, RegisterError> {
+fn plan(
+    req: &Request<'_>,
+    prior: &[Binding],
+    ctx: &RegisterContext<'_>,
+) -> Result<Plan, RegisterError> {
     let checked = check(req)?;
     let contacts = req.contacts()?;
     let path: Vec<String> = req.path()?.into_iter().map(str::to_owned).collect();
@@ -322,7 +337,9 @@ fn parse_reg_id(v: Option<&str>) -> Option<u32> {
     if v.is_empty() || v.len() > 10 || !v.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    v.parse::<u32>().ok().filter(|n| (1..=0x7fff_ffff).contains(n))
+    v.parse::<u32>()
+        .ok()
+        .filter(|n| (1..=0x7fff_ffff).contains(n))
 }
 
 /// The RFC 3261 §10.3 step 7 Call-ID/CSeq rule for one stored binding that
@@ -350,37 +367,46 @@ fn apply(
     ctx: &RegisterContext<'_>,
     inserted: u64,
 ) -> Result<bool, RegisterError> {
-    if let Some(i) = work.iter().position(|s| same_contact(&s.binding.contact, w.uri)) {
-        if ordered(&work[i], common)? {
-            return Ok(false);
-        }
-        if w.expires == 0 {
-            work.remove(i);
-        } else {
-            let slot = &mut work[i];
-            fill(&mut slot.binding, w, common, ctx);
-            slot.written = true;
-        }
+    let find = |work: &[Slot]| {
+        work.iter()
+            .position(|s| same_contact(&s.binding.contact, w.uri))
+    };
+    if let Some(i) = find(work)
+        && ordered(&work[i], common)?
+    {
         return Ok(false);
     }
     if w.expires == 0 {
         // Removing a binding that does not exist changes nothing.
+        if let Some(i) = find(work) {
+            work.remove(i);
+        }
         return Ok(false);
     }
-    // RFC 5626 §6: same instance and reg-id is the same flow; replace it.
-    if let (Some(instance), Some(reg_id)) = (&w.instance, w.reg_id)
-        && let Some(j) = work
-            .iter()
-            .position(|s| s.binding.instance.as_ref() == Some(instance) && s.binding.reg_id == Some(reg_id))
-    {
-        let slot = &work[j];
-        if !slot.written && slot.binding.call_id == common.call_id && common.cseq <= slot.binding.cseq {
-            return Err(RegisterError::OutOfOrder {
-                stored: slot.binding.cseq,
-                received: common.cseq,
-            });
+    // RFC 5626 §6: the same instance and reg-id is the same flow, so a
+    // binding of that flow under another contact URI is replaced.
+    if let (Some(instance), Some(reg_id)) = (&w.instance, w.reg_id) {
+        let same_flow = |s: &Slot| {
+            s.binding.instance.as_ref() == Some(instance)
+                && s.binding.reg_id == Some(reg_id)
+                && !same_contact(&s.binding.contact, w.uri)
+        };
+        for slot in work.iter().filter(|s| same_flow(s)) {
+            let b = &slot.binding;
+            if !slot.written && b.call_id == common.call_id && common.cseq <= b.cseq {
+                return Err(RegisterError::OutOfOrder {
+                    stored: b.cseq,
+                    received: common.cseq,
+                });
+            }
         }
-        work.remove(j);
+        work.retain(|s| !same_flow(s));
+    }
+    if let Some(i) = find(work) {
+        let slot = &mut work[i];
+        fill(&mut slot.binding, w, common, ctx);
+        slot.written = true;
+        return Ok(false);
     }
     let mut binding = Binding {
         aor: common.aor.to_owned(),
@@ -436,7 +462,11 @@ fn fill(b: &mut Binding, w: &Wanted<'_>, common: &Common<'_>, ctx: &RegisterCont
 /// A record id unique across the cluster: the node id plus 64 bits mixed
 /// from the caller's random seed and the insert's index in the request.
 fn new_ruid(node: &NodeInfo, seed: u64, index: u64) -> String {
-    format!("uloc-{:x}-{:016x}", node.id.0, splitmix64(seed.wrapping_add(index)))
+    format!(
+        "uloc-{:x}-{:016x}",
+        node.id.0,
+        splitmix64(seed.wrapping_add(index))
+    )
 }
 
 /// SplitMix64's finaliser: spreads consecutive inputs over all 64 bits.

@@ -126,7 +126,10 @@ pub(crate) fn request(method: &str, uri: &str, extra: &[&str]) -> Vec<u8> {
 pub(crate) fn resp(bytes: &[u8]) -> Response<'_> {
     match regmesh_sip::parse(bytes) {
         Ok(Message::Response(r)) => r,
-        other => panic!("not a response: {other:?}\n{}", String::from_utf8_lossy(bytes)),
+        other => panic!(
+            "not a response: {other:?}\n{}",
+            String::from_utf8_lossy(bytes)
+        ),
     }
 }
 

@@ -1,1 +1,282 @@
+//! The glue over a real (temporary) location store with a manual clock.
+
 use super::*;
+use crate::auth::{Algorithm, DigestInput, response};
+use crate::testutil::*;
+use crate::{AuthConfig, Stats, ha1};
+use regmesh_location::{Location, ManualClock, Subscriber};
+use std::sync::Arc;
+
+struct Node {
+    registrar: Registrar,
+    clock: Arc<ManualClock>,
+    _dir: tempfile::TempDir,
+}
+
+fn node_with(auth: bool) -> Node {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = Arc::new(ManualClock::new(now()));
+    let location =
+        Location::open(&dir.path().join("loc.redb"), node().id, clock.clone()).expect("open");
+    let registrar = Registrar {
+        policy: policy(),
+        auth: AuthConfig {
+            enabled: auth,
+            realm: None,
+            secret: b"handle-test-secret-0123".to_vec(),
+            nonce_ttl: 300,
+            match_aor: true,
+        },
+        node: node(),
+        stats: Arc::new(Stats::default()),
+        location: Arc::new(location),
+    };
+    Node {
+        registrar,
+        clock,
+        _dir: dir,
+    }
+}
+
+impl Node {
+    fn send(&self, bytes: &[u8]) -> Action {
+        self.registrar.handle(bytes, source(), local())
+    }
+
+    /// Send and return the reply bytes, waiting for durability first.
+    fn reply(&self, bytes: &[u8]) -> Vec<u8> {
+        match self.send(bytes) {
+            Action::Reply(b) => b,
+            Action::ReplyAfterCommit(ok, commit, _fail) => {
+                commit.wait_blocking().expect("durable");
+                ok
+            }
+            Action::Drop => panic!("dropped"),
+        }
+    }
+
+    fn stat(&self, name: &str) -> u64 {
+        self.registrar
+            .stats
+            .snapshot()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v)
+            .expect("counter")
+    }
+}
+
+#[test]
+fn register_waits_for_durability_then_lookup_redirects() {
+    let n = node_with(false);
+    let bytes = reg()
+        .contact("<sip:alice@192.0.2.10:5062>;expires=60")
+        .build();
+    let action = n.send(&bytes);
+    let Action::ReplyAfterCommit(ok, commit, fail) = action else {
+        panic!("a change must wait for its commit: {action:?}");
+    };
+    commit.wait_blocking().expect("durable");
+    assert_eq!(resp(&ok).status, 200);
+    let f = resp(&fail);
+    assert_eq!((f.status, f.reason), (500, "Server Internal Error"));
+    assert_eq!(f.headers.get("Retry-After"), Some("30"));
+    let stored = n.registrar.location.lookup("alice@example.com");
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].contact, "sip:alice@192.0.2.10:5062");
+    assert_eq!(n.stat("accepted_regs"), 1);
+
+    // The retransmission changes nothing, so it is answered at once.
+    let Action::Reply(again) = n.send(&bytes) else {
+        panic!("retransmission needs no commit");
+    };
+    assert_eq!(resp(&again).status, 200);
+    assert_eq!(n.stat("accepted_regs"), 2);
+
+    let r = n.reply(&request("INVITE", "sip:alice@example.com", &[]));
+    let r = resp(&r);
+    assert_eq!(r.status, 302);
+    assert_eq!(all(&r, "Contact"), vec!["<sip:alice@192.0.2.10:5062>"]);
+    assert_eq!((n.stat("lookups"), n.stat("redirects")), (1, 1));
+
+    // Time passes on the store's clock: the binding expires.
+    n.clock.advance_secs(61);
+    let r = n.reply(&request("INVITE", "sip:alice@example.com", &[]));
+    assert_eq!(resp(&r).status, 404);
+    assert_eq!(n.stat("not_found"), 1);
+}
+
+#[test]
+fn garbage_responses_and_via_less_requests_are_dropped_and_counted() {
+    let n = node_with(false);
+    assert!(matches!(n.send(b"\x00\x01garbage\r\n\r\n"), Action::Drop));
+    assert!(matches!(
+        n.send(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nCall-ID: x\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n"),
+        Action::Drop
+    ));
+    let no_via = String::from_utf8(reg().build())
+        .expect("utf8")
+        .replace(
+            "Via: SIP/2.0/UDP 192.0.2.10:5062;branch=z9hG4bK-reg-1;rport\r\n",
+            "",
+        )
+        .into_bytes();
+    assert!(matches!(n.send(&no_via), Action::Drop));
+    assert!(matches!(
+        n.send(&request("ACK", "sip:alice@example.com", &[])),
+        Action::Drop
+    ));
+    assert_eq!(n.stat("bad_messages"), 2);
+    assert_eq!(n.stat("dropped"), 4);
+}
+
+#[test]
+fn malformed_register_gets_400_and_is_counted() {
+    let n = node_with(false);
+    let bad = String::from_utf8(reg().contact("<sip:a@b>").build())
+        .expect("utf8")
+        .replace("Call-ID: call-1@ua.example.com\r\n", "")
+        .into_bytes();
+    let r = n.reply(&bad);
+    let r = resp(&r);
+    assert_eq!((r.status, r.reason), (400, "Bad Request - Missing Call-ID"));
+    assert_eq!(n.stat("bad_messages"), 1);
+    assert_eq!(n.stat("rejected_regs"), 1);
+    // A policy refusal is rejected but not a bad message.
+    let r = n.reply(&reg().contact("<sip:a@b>;expires=5").build());
+    assert_eq!(resp(&r).status, 423);
+    assert_eq!((n.stat("rejected_regs"), n.stat("bad_messages")), (2, 1));
+}
+
+#[test]
+fn options_to_the_node_answers_200() {
+    let n = node_with(false);
+    let r = n.reply(&request("OPTIONS", "sip:127.0.0.1", &[]));
+    assert_eq!(resp(&r).status, 200);
+    assert_eq!(n.stat("options"), 1);
+}
+
+fn nonce_of(challenge: &str) -> String {
+    challenge
+        .split("nonce=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("nonce")
+        .to_owned()
+}
+
+fn authorization(nonce: &str, nc: &str, password: &str) -> String {
+    let (ha1_md5, _) = ha1("alice", "example.com", password);
+    let resp = response(&DigestInput {
+        algorithm: Algorithm::Md5,
+        ha1: &ha1_md5,
+        nonce,
+        method: "REGISTER",
+        uri: "sip:example.com",
+        qop: Some(("auth", nc, "abcdef")),
+    });
+    format!(
+        "Authorization: Digest username=\"alice\", realm=\"example.com\", nonce=\"{nonce}\", uri=\"sip:example.com\", response=\"{resp}\", algorithm=MD5, qop=auth, nc={nc}, cnonce=\"abcdef\""
+    )
+}
+
+#[test]
+fn digest_auth_challenge_then_accept() {
+    // RFC 3261 §22.2: 401 with challenges, then the request again with credentials.
+    let n = node_with(true);
+    let (ha1_md5, ha1_sha256) = ha1("alice", "example.com", "secret");
+    let put = n.registrar.location.put_subscriber(Subscriber {
+        user: "alice".to_owned(),
+        domain: "example.com".to_owned(),
+        realm: "example.com".to_owned(),
+        ha1_md5,
+        ha1_sha256,
+    });
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime")
+        .block_on(put)
+        .expect("subscriber stored");
+
+    let first = n.reply(&reg().contact("<sip:alice@192.0.2.10:5062>").build());
+    let r = resp(&first);
+    assert_eq!((r.status, r.reason), (401, "Unauthorized"));
+    let challenges = all(&r, "WWW-Authenticate");
+    assert_eq!(challenges.len(), 2);
+    assert!(challenges[0].contains("algorithm=SHA-256"));
+    assert!(challenges[1].contains("algorithm=MD5"));
+    assert!(n.registrar.location.lookup("alice@example.com").is_empty());
+    let nonce = nonce_of(challenges[1]);
+
+    let second = reg()
+        .cseq(2)
+        .contact("<sip:alice@192.0.2.10:5062>")
+        .header(&authorization(&nonce, "00000001", "secret"))
+        .build();
+    assert_eq!(resp(&n.reply(&second)).status, 200);
+    assert_eq!(n.registrar.location.lookup("alice@example.com").len(), 1);
+    assert_eq!(n.registrar.stats.tracked_nonces(), 1);
+
+    // The same credentials again are a replay: a fresh challenge, nothing changes.
+    let replay = reg()
+        .cseq(3)
+        .contact("<sip:alice@192.0.2.10:5062>;expires=0")
+        .header(&authorization(&nonce, "00000001", "secret"))
+        .build();
+    assert_eq!(resp(&n.reply(&replay)).status, 401);
+    assert_eq!(n.registrar.location.lookup("alice@example.com").len(), 1);
+
+    // A wrong password is refused and counted.
+    let wrong = reg()
+        .cseq(4)
+        .contact("<sip:alice@192.0.2.10:5062>")
+        .header(&authorization(&nonce, "00000002", "guess"))
+        .build();
+    assert_eq!(resp(&n.reply(&wrong)).status, 401);
+
+    // Later the nonce is stale: stale=true, so the phone retries silently.
+    n.clock.advance_secs(301);
+    let late = reg()
+        .cseq(5)
+        .contact("<sip:alice@192.0.2.10:5062>")
+        .header(&authorization(&nonce, "00000003", "secret"))
+        .build();
+    let r = n.reply(&late);
+    let r = resp(&r);
+    assert_eq!(r.status, 401);
+    assert!(
+        all(&r, "WWW-Authenticate")
+            .iter()
+            .all(|c| c.ends_with("stale=true"))
+    );
+
+    assert_eq!(n.stat("auth_challenges"), 4);
+    assert_eq!(n.stat("auth_failures"), 2);
+    assert_eq!(n.stat("accepted_regs"), 1);
+    assert_eq!(n.stat("rejected_regs"), 0);
+}
+
+#[test]
+fn to_tag_is_stable_per_call_id_and_from_tag() {
+    let parse = |b: &[u8]| -> String {
+        let Ok(Message::Request(r)) = regmesh_sip::parse(b) else {
+            panic!("parse");
+        };
+        to_tag(&r)
+    };
+    let a = parse(&reg().build());
+    assert_eq!(a, parse(&reg().cseq(9).build()));
+    assert_ne!(a, parse(&reg().call_id("another-call").build()));
+    assert_eq!(a.len(), 16);
+}
+
+#[test]
+fn unhealthy_store_answers_500_with_retry_after() {
+    let n = node_with(false);
+    n.registrar.location.close().expect("close");
+    let r = n.reply(&reg().contact("<sip:a@b>").build());
+    let r = resp(&r);
+    assert_eq!((r.status, r.reason), (500, "Server Internal Error"));
+    assert_eq!(r.headers.get("Retry-After"), Some("30"));
+    assert_eq!(n.stat("rejected_regs"), 1);
+}

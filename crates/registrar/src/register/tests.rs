@@ -31,7 +31,10 @@ fn run_with(bytes: &[u8], prior: &[Binding], policy: &Policy) -> Outcome {
 
 fn run_ctx(bytes: &[u8], prior: &[Binding], ctx: &RegisterContext<'_>) -> Outcome {
     let Ok(Message::Request(req)) = regmesh_sip::parse(bytes) else {
-        panic!("test request does not parse: {}", String::from_utf8_lossy(bytes));
+        panic!(
+            "test request does not parse: {}",
+            String::from_utf8_lossy(bytes)
+        );
     };
     register(&req, prior, ctx)
 }
@@ -85,7 +88,10 @@ fn add_one_contact_records_every_field() {
     assert_eq!(b.cseq, 1);
     assert_eq!((b.flags, b.cflags), (0, 0));
     assert_eq!(b.user_agent.as_deref(), Some("test-phone/1.0"));
-    assert_eq!(b.received.as_deref(), Some("sip:192.0.2.10:5062;transport=udp"));
+    assert_eq!(
+        b.received.as_deref(),
+        Some("sip:192.0.2.10:5062;transport=udp")
+    );
     assert_eq!(b.socket.as_deref(), Some("udp:127.0.0.1:5060"));
     assert!(b.path.is_empty());
     assert_eq!(b.instance, None);
@@ -98,13 +104,19 @@ fn add_one_contact_records_every_field() {
 
     let r = resp(&out.response);
     assert_eq!(r.status, 200);
-    assert_eq!(all(&r, "Contact"), vec!["<sip:alice@192.0.2.10:5062>;expires=3600"]);
+    assert_eq!(
+        all(&r, "Contact"),
+        vec!["<sip:alice@192.0.2.10:5062>;expires=3600"]
+    );
     // RFC 3261 §10.3 step 8: SHOULD include Date.
     assert_eq!(r.headers.get("Date"), Some("Tue, 14 Nov 2023 22:13:20 GMT"));
     assert!(r.headers.get("To").expect("To").ends_with(";tag=tt-1"));
     // RFC 3581 §4: received and rport on the top Via.
     let via = r.headers.get("Via").expect("Via");
-    assert!(via.contains("received=192.0.2.10") && via.contains("rport=5062"), "{via}");
+    assert!(
+        via.contains("received=192.0.2.10") && via.contains("rport=5062"),
+        "{via}"
+    );
 }
 
 #[test]
@@ -126,7 +138,10 @@ fn refresh_updates_expiry_and_keeps_ruid() {
     // RFC 3261 §10.3 step 7: same contact, higher CSeq: update the binding.
     let mut prior = bound("sip:alice@192.0.2.10:5062", "call-1@ua.example.com", 1, 100);
     prior.flags = 4;
-    let bytes = reg().cseq(2).contact("<sip:alice@192.0.2.10:5062>;expires=1800").build();
+    let bytes = reg()
+        .cseq(2)
+        .contact("<sip:alice@192.0.2.10:5062>;expires=1800")
+        .build();
     let out = run(&bytes, &[prior.clone()]);
     assert_eq!(out.status, 200);
     let refs = refreshed(&out.ops);
@@ -136,10 +151,20 @@ fn refresh_updates_expiry_and_keeps_ruid() {
     assert_eq!(b.flags, 4, "flags survive a refresh");
     assert_eq!(b.cseq, 2);
     assert_eq!(b.expires, now().saturating_add_secs(1800));
-    assert_eq!(b.origin, NodeId(7), "home node is where the refresh arrived");
-    assert_eq!(b.received.as_deref(), Some("sip:192.0.2.10:5062;transport=udp"));
+    assert_eq!(
+        b.origin,
+        NodeId(7),
+        "home node is where the refresh arrived"
+    );
+    assert_eq!(
+        b.received.as_deref(),
+        Some("sip:192.0.2.10:5062;transport=udp")
+    );
     let r = resp(&out.response);
-    assert_eq!(all(&r, "Contact"), vec!["<sip:alice@192.0.2.10:5062>;expires=1800"]);
+    assert_eq!(
+        all(&r, "Contact"),
+        vec!["<sip:alice@192.0.2.10:5062>;expires=1800"]
+    );
 }
 
 #[test]
@@ -151,7 +176,10 @@ fn refresh_matches_contacts_by_uri_equality() {
     let out = run(&bytes, &[prior]);
     let refs = refreshed(&out.ops);
     assert_eq!(out.ops.len(), 1);
-    assert_eq!(refs[0].contact, "sip:alice@Host.Example.com:5062", "the stored key is kept");
+    assert_eq!(
+        refs[0].contact, "sip:alice@Host.Example.com:5062",
+        "the stored key is kept"
+    );
 }
 
 #[test]
@@ -165,14 +193,20 @@ fn remove_one_contact_with_expires_param_zero() {
     assert_eq!(removed(&out.ops), vec!["sip:alice@a.example.com"]);
     assert_eq!(out.ops.len(), 1);
     let r = resp(&out.response);
-    assert_eq!(all(&r, "Contact"), vec!["<sip:alice@b.example.com>;expires=500"]);
+    assert_eq!(
+        all(&r, "Contact"),
+        vec!["<sip:alice@b.example.com>;expires=500"]
+    );
 }
 
 #[test]
 fn remove_one_contact_with_expires_header_zero() {
     // RFC 3261 §10.2.2: the Expires header applies to contacts without a param.
     let a = bound("sip:alice@a.example.com", "c-a", 1, 500);
-    let bytes = reg().contact("<sip:alice@a.example.com>").header("Expires: 0").build();
+    let bytes = reg()
+        .contact("<sip:alice@a.example.com>")
+        .header("Expires: 0")
+        .build();
     let out = run(&bytes, &[a]);
     assert_eq!(out.status, 200);
     assert_eq!(removed(&out.ops), vec!["sip:alice@a.example.com"]);
@@ -195,7 +229,10 @@ fn star_with_expires_zero_removes_all() {
     let bytes = reg().cseq(2).contact("*").header("Expires: 0").build();
     let out = run(&bytes, &[a, b]);
     assert_eq!(out.status, 200);
-    assert_eq!(removed(&out.ops), vec!["sip:alice@a.example.com", "sip:alice@b.example.com"]);
+    assert_eq!(
+        removed(&out.ops),
+        vec!["sip:alice@a.example.com", "sip:alice@b.example.com"]
+    );
     assert!(all(&resp(&out.response), "Contact").is_empty());
 }
 
@@ -207,8 +244,15 @@ fn star_needs_expires_zero_and_must_be_alone() {
         reg().contact("*").build(),
         reg().contact("*").header("Expires: 60").build(),
         reg().contact("*;expires=0").header("Expires: 0").build(),
-        reg().contact("*").contact("<sip:alice@b.example.com>").header("Expires: 0").build(),
-        reg().contact("*, <sip:alice@b.example.com>").header("Expires: 0").build(),
+        reg()
+            .contact("*")
+            .contact("<sip:alice@b.example.com>")
+            .header("Expires: 0")
+            .build(),
+        reg()
+            .contact("*, <sip:alice@b.example.com>")
+            .header("Expires: 0")
+            .build(),
     ] {
         let out = run(&bytes, std::slice::from_ref(&a));
         assert_eq!(out.status, 400, "{}", String::from_utf8_lossy(&bytes));
@@ -217,7 +261,10 @@ fn star_needs_expires_zero_and_must_be_alone() {
     }
     let out = run(&reg().contact("*").header("Expires: 60").build(), &[]);
     assert_eq!(out.error, Some(RegisterError::StarWithoutZeroExpires));
-    assert_eq!(resp(&out.response).reason, "Bad Request - Contact * Requires Expires 0");
+    assert_eq!(
+        resp(&out.response).reason,
+        "Bad Request - Contact * Requires Expires 0"
+    );
 }
 
 #[test]
@@ -261,7 +308,10 @@ fn expired_bindings_are_neither_listed_nor_matched() {
     let out = run(&reg().build(), std::slice::from_ref(&gone));
     assert!(all(&resp(&out.response), "Contact").is_empty());
     // Re-registering it is an insert, and its old CSeq no longer matters.
-    let out = run(&reg().cseq(1).contact("<sip:alice@a.example.com>").build(), &[gone]);
+    let out = run(
+        &reg().cseq(1).contact("<sip:alice@a.example.com>").build(),
+        &[gone],
+    );
     assert_eq!(out.status, 200);
     assert_eq!(inserted(&out.ops).len(), 1);
 }
@@ -271,7 +321,10 @@ fn remaining_expires_rounds_up() {
     let mut a = bound("sip:alice@a.example.com", "c-a", 1, 0);
     a.expires = now().saturating_add_millis(1500);
     let out = run(&reg().build(), &[a]);
-    assert_eq!(all(&resp(&out.response), "Contact"), vec!["<sip:alice@a.example.com>;expires=2"]);
+    assert_eq!(
+        all(&resp(&out.response), "Contact"),
+        vec!["<sip:alice@a.example.com>;expires=2"]
+    );
 }
 
 #[test]
@@ -287,19 +340,34 @@ fn expires_param_beats_header_beats_default() {
     assert_eq!(ins[0].expires, now().saturating_add_secs(120));
     assert_eq!(ins[1].expires, now().saturating_add_secs(300));
     let out = run(&reg().contact("<sip:alice@d.example.com>").build(), &[]);
-    assert_eq!(inserted(&out.ops)[0].expires, now().saturating_add_secs(3600));
+    assert_eq!(
+        inserted(&out.ops)[0].expires,
+        now().saturating_add_secs(3600)
+    );
 }
 
 #[test]
 fn malformed_expiry_counts_as_absent() {
     // RFC 4475 §3.1.2.4: an invalid expiry may be treated as the default.
-    let bytes = reg().contact("<sip:alice@p.example.com>;expires=soon").header("Expires: 240").build();
+    let bytes = reg()
+        .contact("<sip:alice@p.example.com>;expires=soon")
+        .header("Expires: 240")
+        .build();
     let out = run(&bytes, &[]);
     assert_eq!(out.status, 200);
-    assert_eq!(inserted(&out.ops)[0].expires, now().saturating_add_secs(240));
-    let bytes = reg().contact("<sip:alice@p.example.com>").header("Expires: never").build();
+    assert_eq!(
+        inserted(&out.ops)[0].expires,
+        now().saturating_add_secs(240)
+    );
+    let bytes = reg()
+        .contact("<sip:alice@p.example.com>")
+        .header("Expires: never")
+        .build();
     let out = run(&bytes, &[]);
-    assert_eq!(inserted(&out.ops)[0].expires, now().saturating_add_secs(3600));
+    assert_eq!(
+        inserted(&out.ops)[0].expires,
+        now().saturating_add_secs(3600)
+    );
 }
 
 #[test]
@@ -317,16 +385,34 @@ fn too_brief_is_423_with_min_expires() {
     assert_eq!(r.reason, "Interval Too Brief");
     assert_eq!(r.headers.get("Min-Expires"), Some("60"));
     // The boundary itself is accepted, and 0 is a removal, never too brief.
-    assert_eq!(run(&reg().contact("<sip:a@b>;expires=60").build(), &[]).status, 200);
-    assert_eq!(run(&reg().contact("<sip:a@b>").header("Expires: 0").build(), &[]).status, 200);
+    assert_eq!(
+        run(&reg().contact("<sip:a@b>;expires=60").build(), &[]).status,
+        200
+    );
+    assert_eq!(
+        run(
+            &reg().contact("<sip:a@b>").header("Expires: 0").build(),
+            &[]
+        )
+        .status,
+        200
+    );
 }
 
 #[test]
 fn max_expires_clamps() {
     // RFC 3261 §10.3 step 7: the registrar MAY shorten the interval.
-    let out = run(&reg().contact("<sip:alice@a.example.com>;expires=999999").build(), &[]);
+    let out = run(
+        &reg()
+            .contact("<sip:alice@a.example.com>;expires=999999")
+            .build(),
+        &[],
+    );
     assert_eq!(out.status, 200);
-    assert_eq!(inserted(&out.ops)[0].expires, now().saturating_add_secs(7200));
+    assert_eq!(
+        inserted(&out.ops)[0].expires,
+        now().saturating_add_secs(7200)
+    );
     assert_eq!(
         all(&resp(&out.response), "Contact"),
         vec!["<sip:alice@a.example.com>;expires=7200"]
@@ -336,8 +422,15 @@ fn max_expires_clamps() {
         max_expires: 0,
         ..policy()
     };
-    let out = run_with(&reg().contact("<sip:a@b>;expires=99999999999").build(), &[], &unlimited);
-    assert_eq!(inserted(&out.ops)[0].expires, now().saturating_add_secs(u64::from(u32::MAX)));
+    let out = run_with(
+        &reg().contact("<sip:a@b>;expires=99999999999").build(),
+        &[],
+        &unlimited,
+    );
+    assert_eq!(
+        inserted(&out.ops)[0].expires,
+        now().saturating_add_secs(u64::from(u32::MAX))
+    );
 }
 
 #[test]
@@ -352,7 +445,10 @@ fn retransmission_gets_the_same_answer_and_changes_nothing() {
     let again = run(&bytes, &table);
     assert_eq!(again.status, 200);
     assert!(again.ops.is_empty());
-    assert_eq!(again.response, first.response, "byte-identical answer at the same instant");
+    assert_eq!(
+        again.response, first.response,
+        "byte-identical answer at the same instant"
+    );
 }
 
 #[test]
@@ -367,7 +463,13 @@ fn out_of_order_cseq_fails_with_400_and_changes_nothing() {
         .build();
     let out = run(&bytes, &[a]);
     assert_eq!(out.status, 400);
-    assert_eq!(out.error, Some(RegisterError::OutOfOrder { stored: 5, received: 4 }));
+    assert_eq!(
+        out.error,
+        Some(RegisterError::OutOfOrder {
+            stored: 5,
+            received: 4
+        })
+    );
     assert!(out.ops.is_empty());
     let r = resp(&out.response);
     assert_eq!(r.reason, "Bad Request - CSeq out of order");
@@ -377,24 +479,44 @@ fn out_of_order_cseq_fails_with_400_and_changes_nothing() {
 #[test]
 fn another_call_id_updates_whatever_its_cseq() {
     // RFC 3261 §10.3 step 7: a different Call-ID updates (or removes).
-    let a = bound("sip:alice@a.example.com", "rebooted-phone-old-call-id", 500, 500);
-    let out = run(&reg().cseq(1).contact("<sip:alice@a.example.com>").build(), std::slice::from_ref(&a));
+    let a = bound(
+        "sip:alice@a.example.com",
+        "rebooted-phone-old-call-id",
+        500,
+        500,
+    );
+    let out = run(
+        &reg().cseq(1).contact("<sip:alice@a.example.com>").build(),
+        std::slice::from_ref(&a),
+    );
     assert_eq!(out.status, 200);
     assert_eq!(refreshed(&out.ops)[0].call_id, "call-1@ua.example.com");
-    let out = run(&reg().cseq(1).contact("<sip:alice@a.example.com>;expires=0").build(), &[a]);
+    let out = run(
+        &reg()
+            .cseq(1)
+            .contact("<sip:alice@a.example.com>;expires=0")
+            .build(),
+        &[a],
+    );
     assert_eq!(removed(&out.ops), vec!["sip:alice@a.example.com"]);
 }
 
 #[test]
 fn q_values_are_stored_in_thousandths_and_listed() {
     // RFC 3261 §20.10: q in [0, 1], up to three decimals.
-    let out = run(&reg().contact("<sip:alice@a.example.com>;q=0.5").build(), &[]);
+    let out = run(
+        &reg().contact("<sip:alice@a.example.com>;q=0.5").build(),
+        &[],
+    );
     assert_eq!(inserted(&out.ops)[0].q, Some(500));
     assert_eq!(
         all(&resp(&out.response), "Contact"),
         vec!["<sip:alice@a.example.com>;expires=3600;q=0.5"]
     );
-    let out = run(&reg().contact("<sip:alice@a.example.com>;q=1.000").build(), &[]);
+    let out = run(
+        &reg().contact("<sip:alice@a.example.com>;q=1.000").build(),
+        &[],
+    );
     assert_eq!(inserted(&out.ops)[0].q, Some(1000));
 }
 
@@ -410,7 +532,10 @@ fn invalid_q_is_400() {
         let out = run(&reg().contact(&c).build(), &[]);
         assert_eq!(out.status, 400, "q={q}");
         assert!(out.ops.is_empty());
-        assert_eq!(resp(&out.response).reason, "Bad Request - Malformed q Value");
+        assert_eq!(
+            resp(&out.response).reason,
+            "Bad Request - Malformed q Value"
+        );
     }
 }
 
@@ -422,12 +547,20 @@ fn max_contacts_reject_is_403() {
     };
     let a = bound("sip:alice@a.example.com", "c-a", 1, 500);
     let b = bound("sip:alice@b.example.com", "c-b", 1, 500);
-    let out = run_with(&reg().contact("<sip:alice@c.example.com>").build(), &[a.clone(), b.clone()], &p);
+    let out = run_with(
+        &reg().contact("<sip:alice@c.example.com>").build(),
+        &[a.clone(), b.clone()],
+        &p,
+    );
     assert_eq!(out.status, 403);
     assert_eq!(resp(&out.response).reason, "Too Many Registered Contacts");
     assert!(out.ops.is_empty());
     // Refreshing within the limit is fine, and so is replacing one by another.
-    let out = run_with(&reg().contact("<sip:alice@a.example.com>").build(), &[a.clone(), b.clone()], &p);
+    let out = run_with(
+        &reg().contact("<sip:alice@a.example.com>").build(),
+        &[a.clone(), b.clone()],
+        &p,
+    );
     assert_eq!(out.status, 200);
     let bytes = reg()
         .contact("<sip:alice@a.example.com>;expires=0")
@@ -447,7 +580,11 @@ fn max_contacts_replace_oldest_removes_the_least_recently_modified() {
     a.last_modified = now().saturating_sub_secs(10);
     let mut b = bound("sip:alice@b.example.com", "c-b", 1, 500);
     b.last_modified = now().saturating_sub_secs(1000);
-    let out = run_with(&reg().contact("<sip:alice@c.example.com>").build(), &[a.clone(), b.clone()], &p);
+    let out = run_with(
+        &reg().contact("<sip:alice@c.example.com>").build(),
+        &[a.clone(), b.clone()],
+        &p,
+    );
     assert_eq!(out.status, 200);
     assert_eq!(removed(&out.ops), vec!["sip:alice@b.example.com"]);
     assert_eq!(inserted(&out.ops)[0].contact, "sip:alice@c.example.com");
@@ -477,9 +614,16 @@ fn nat_source_is_recorded_for_ipv6_and_tcp() {
         transport: Transport::Tcp,
         addr: "[2001:db8::1]:5060".parse().expect("addr"),
     };
-    let out = run_ctx(&reg().contact("<sip:alice@[2001:db8::7]:5060>").build(), &[], &ctx);
+    let out = run_ctx(
+        &reg().contact("<sip:alice@[2001:db8::7]:5060>").build(),
+        &[],
+        &ctx,
+    );
     let b = inserted(&out.ops)[0];
-    assert_eq!(b.received.as_deref(), Some("sip:[2001:db8::7]:40000;transport=tcp"));
+    assert_eq!(
+        b.received.as_deref(),
+        Some("sip:[2001:db8::7]:40000;transport=tcp")
+    );
     assert_eq!(b.socket.as_deref(), Some("tcp:[2001:db8::1]:5060"));
     assert_eq!(b.contact, "sip:alice@[2001:db8::7]:5060");
 }
@@ -499,24 +643,40 @@ fn path_is_stored_and_echoed_only_when_supported() {
         vec!["<sip:edge1.example.com;lr>", "<sip:edge2.example.com;lr>"]
     );
     let r = resp(&out.response);
-    assert_eq!(all(&r, "Path"), vec!["<sip:edge1.example.com;lr>", "<sip:edge2.example.com;lr>"]);
+    assert_eq!(
+        all(&r, "Path"),
+        vec!["<sip:edge1.example.com;lr>", "<sip:edge2.example.com;lr>"]
+    );
 
     let without = reg()
         .contact("<sip:alice@a.example.com>")
         .header("Path: <sip:edge1.example.com;lr>")
         .build();
     let out = run(&without, &[]);
-    assert_eq!(inserted(&out.ops)[0].path, vec!["<sip:edge1.example.com;lr>"]);
+    assert_eq!(
+        inserted(&out.ops)[0].path,
+        vec!["<sip:edge1.example.com;lr>"]
+    );
     assert!(all(&resp(&out.response), "Path").is_empty());
 }
 
 #[test]
 fn same_instance_and_reg_id_replaces_the_binding() {
     // RFC 5626 §6: a new flow of the same instance and reg-id replaces the old.
-    let mut old = bound("sip:alice@192.0.2.10:5062;transport=tcp", "old-call", 7, 500);
+    let mut old = bound(
+        "sip:alice@192.0.2.10:5062;transport=tcp",
+        "old-call",
+        7,
+        500,
+    );
     old.instance = Some("<urn:uuid:00000000-0000-1000-8000-000a95a0e128>".to_owned());
     old.reg_id = Some(1);
-    let mut other_flow = bound("sip:alice@192.0.2.10:5064;transport=tcp", "old-call", 7, 500);
+    let mut other_flow = bound(
+        "sip:alice@192.0.2.10:5064;transport=tcp",
+        "old-call",
+        7,
+        500,
+    );
     other_flow.instance = old.instance.clone();
     other_flow.reg_id = Some(2);
     let bytes = reg()
@@ -525,10 +685,16 @@ fn same_instance_and_reg_id_replaces_the_binding() {
         .build();
     let out = run(&bytes, &[old, other_flow]);
     assert_eq!(out.status, 200);
-    assert_eq!(removed(&out.ops), vec!["sip:alice@192.0.2.10:5062;transport=tcp"]);
+    assert_eq!(
+        removed(&out.ops),
+        vec!["sip:alice@192.0.2.10:5062;transport=tcp"]
+    );
     let ins = inserted(&out.ops);
     assert_eq!(ins.len(), 1);
-    assert_eq!(ins[0].instance.as_deref(), Some("<urn:uuid:00000000-0000-1000-8000-000a95a0e128>"));
+    assert_eq!(
+        ins[0].instance.as_deref(),
+        Some("<urn:uuid:00000000-0000-1000-8000-000a95a0e128>")
+    );
     assert_eq!(ins[0].reg_id, Some(1));
     let r = resp(&out.response);
     let contacts = all(&r, "Contact");
@@ -537,6 +703,37 @@ fn same_instance_and_reg_id_replaces_the_binding() {
         &"<sip:alice@192.0.2.10:6000;transport=tcp>;expires=3600;+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-000a95a0e128>\";reg-id=1"
     ));
     assert_eq!(r.headers.get("Require"), Some("outbound"));
+}
+
+#[test]
+fn refreshing_one_flow_drops_a_stale_binding_of_the_same_flow() {
+    // RFC 5626 §6: one binding per (instance, reg-id), even when the new
+    // contact URI matches another stored binding.
+    let inst = "<urn:uuid:00000000-0000-1000-8000-000a95a0e128>";
+    let mut stale = bound("sip:alice@198.51.100.1:5060", "old-call", 7, 500);
+    stale.instance = Some(inst.to_owned());
+    stale.reg_id = Some(1);
+    let current = bound("sip:alice@192.0.2.10:6000", "old-call", 7, 500);
+    let c = format!("<sip:alice@192.0.2.10:6000>;+sip.instance=\"{inst}\";reg-id=1");
+    let out = run(&reg().contact(&c).build(), &[stale, current.clone()]);
+    assert_eq!(out.status, 200);
+    assert_eq!(removed(&out.ops), vec!["sip:alice@198.51.100.1:5060"]);
+    let refs = refreshed(&out.ops);
+    assert_eq!(refs.len(), 1);
+    assert_eq!(refs[0].ruid, current.ruid);
+    assert_eq!(refs[0].reg_id, Some(1));
+    // Same Call-ID and an older CSeq than the stale flow's: out of order.
+    let mut newer = bound(
+        "sip:alice@198.51.100.1:5060",
+        "call-1@ua.example.com",
+        9,
+        500,
+    );
+    newer.instance = Some(inst.to_owned());
+    newer.reg_id = Some(1);
+    let out = run(&reg().cseq(8).contact(&c).build(), &[newer]);
+    assert_eq!(out.status, 400);
+    assert!(out.ops.is_empty());
 }
 
 #[test]
@@ -582,7 +779,10 @@ fn malformed_requests_get_400_naming_the_problem() {
             "Bad Request - Missing To",
         ),
         (reg().to("not a uri").build(), "Bad Request - Malformed To"),
-        (reg().contact("<sip:a@b").build(), "Bad Request - Malformed Contact"),
+        (
+            reg().contact("<sip:a@b").build(),
+            "Bad Request - Malformed Contact",
+        ),
         (
             String::from_utf8(reg().build())
                 .expect("utf8")
@@ -609,19 +809,34 @@ fn malformed_requests_get_400_naming_the_problem() {
 #[test]
 fn non_sip_aor_is_416() {
     // RFC 3261 §10.2: the To "MUST be a SIP URI or SIPS URI"; §8.2.2.1.
-    let out = run(&reg().to("<tel:+15551234>").contact("<sip:a@b>").build(), &[]);
+    let out = run(
+        &reg().to("<tel:+15551234>").contact("<sip:a@b>").build(),
+        &[],
+    );
     assert_eq!(out.status, 416);
-    assert_eq!(out.error, Some(RegisterError::UnsupportedScheme { what: "To" }));
+    assert_eq!(
+        out.error,
+        Some(RegisterError::UnsupportedScheme { what: "To" })
+    );
 }
 
 #[test]
 fn unknown_required_extension_is_420_with_unsupported() {
     // RFC 3261 §8.2.2.3, §10.3 step 2.
-    let bytes = reg().contact("<sip:a@b>").header("Require: path, foo, bar").build();
+    let bytes = reg()
+        .contact("<sip:a@b>")
+        .header("Require: path, foo, bar")
+        .build();
     let out = run(&bytes, &[]);
     assert_eq!(out.status, 420);
-    assert_eq!(resp(&out.response).headers.get("Unsupported"), Some("foo, bar"));
-    let ok = reg().contact("<sip:a@b>").header("Require: path, outbound").build();
+    assert_eq!(
+        resp(&out.response).headers.get("Unsupported"),
+        Some("foo, bar")
+    );
+    let ok = reg()
+        .contact("<sip:a@b>")
+        .header("Require: path, outbound")
+        .build();
     assert_eq!(run(&ok, &[]).status, 200);
 }
 
@@ -633,7 +848,10 @@ fn the_same_contact_twice_in_one_request_is_written_once() {
         .build();
     let out = run(&bytes, &[]);
     assert_eq!(out.ops.len(), 1);
-    assert_eq!(inserted(&out.ops)[0].expires, now().saturating_add_secs(200));
+    assert_eq!(
+        inserted(&out.ops)[0].expires,
+        now().saturating_add_secs(200)
+    );
 }
 
 #[test]
@@ -641,7 +859,14 @@ fn a_sequence_of_registers_against_a_model_store() {
     // Register two contacts, refresh one, remove the other, then remove all.
     let mut table: Vec<Binding> = Vec::new();
     let steps: [(Vec<u8>, usize); 4] = [
-        (reg().cseq(1).contact("<sip:a@one>").contact("<sip:a@two>").build(), 2),
+        (
+            reg()
+                .cseq(1)
+                .contact("<sip:a@one>")
+                .contact("<sip:a@two>")
+                .build(),
+            2,
+        ),
         (reg().cseq(2).contact("<sip:a@one>;expires=600").build(), 2),
         (reg().cseq(3).contact("<sip:a@two>;expires=0").build(), 1),
         (reg().cseq(4).contact("*").header("Expires: 0").build(), 0),
