@@ -105,6 +105,39 @@ fn render(s: &MetricsState) -> String {
         "regmesh_register_total{{result=\"rejected\"}} {}",
         s.stats.rejected_regs.load(Ordering::Relaxed)
     );
+    let _ = writeln!(
+        out,
+        "regmesh_register_total{{result=\"challenged\"}} {}",
+        s.stats.auth_challenges.load(Ordering::Relaxed)
+    );
+    // Every registrar counter under its Kamailio-style name as well.
+    for (name, value) in s.stats.snapshot() {
+        counter(
+            &mut out,
+            &format!("regmesh_registrar_{name}_total"),
+            "Registrar counter (see stats.get_statistics registrar:).",
+            value,
+        );
+    }
+    let c = s.location.commit_stats();
+    counter(
+        &mut out,
+        "regmesh_store_commits_total",
+        "Write transactions committed with fsync (group commits).",
+        c.transactions,
+    );
+    counter(
+        &mut out,
+        "regmesh_store_commit_requests_total",
+        "Change batches made durable; requests per commit shows group-commit sharing.",
+        c.requests,
+    );
+    counter(
+        &mut out,
+        "regmesh_store_commit_ops_total",
+        "Row writes and deletions made durable.",
+        c.ops,
+    );
     counter(
         &mut out,
         "regmesh_sip_oversize_total",

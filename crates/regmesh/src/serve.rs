@@ -174,6 +174,8 @@ async fn serve(cfg: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
         node: NodeId(cfg.node_id),
         started,
         default_expires: cfg.policy.default_expires,
+        max_expires: cfg.policy.max_expires,
+        max_contacts: cfg.policy.max_contacts,
     };
     let mut rpc_addr = None;
     if let Some(addr) = cfg.rpc_listen {

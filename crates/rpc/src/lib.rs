@@ -63,6 +63,10 @@ pub struct RpcContext {
     /// given; also reported as `registrar:default_expire`. (The positional
     /// form always has `expires`, and 0 there means permanent.)
     pub default_expires: u32,
+    /// `registrar.max_expires` (0 = no limit), reported as `registrar:max_expires`.
+    pub max_expires: u32,
+    /// `registrar.max_contacts` (0 = no limit), reported as `registrar:max_contacts`.
+    pub max_contacts: u32,
 }
 
 /// Handle one JSON-RPC request body (single or batch). `None` when nothing

@@ -64,12 +64,16 @@ impl Histogram {
         self.total
     }
 
-    /// The value at quantile `q` (0..=1), in µs; 0 when empty.
+    /// The value at quantile `q` (0..=1), in µs: the lower bound of its
+    /// bucket (the exact maximum for q = 1); 0 when empty.
     pub(crate) fn quantile(&self, q: f64) -> u64 {
         if self.total == 0 {
             return 0;
         }
         let rank = ((q * self.total as f64).ceil() as u64).clamp(1, self.total);
+        if rank == self.total {
+            return self.max;
+        }
         let mut seen = 0;
         for (i, c) in self.counts.iter().enumerate() {
             seen += c;

@@ -9,7 +9,9 @@
 //! |---|---|
 //! | `registrar:accepted_regs` | REGISTERs answered 2xx |
 //! | `registrar:rejected_regs` | REGISTERs answered with an error |
+//! | `registrar:auth_challenges`, `auth_failures`, `bad_messages`, `dropped`, `lookups`, `redirects`, `not_found`, `options` | regmesh's own registrar counters (see `regmesh_registrar::Stats`) |
 //! | `registrar:default_expire` | `default_expires` in effect (seconds) |
+//! | `registrar:max_expires`, `registrar:max_contacts` | the policy in effect (0 = no limit) |
 //! | `usrloc:registered_users` | AoRs with at least one live binding |
 //! | `usrloc:location-users` | the same, for the `location` table |
 //! | `usrloc:location-contacts` | live bindings |
@@ -19,7 +21,6 @@ use crate::RpcContext;
 use crate::error::RpcError;
 use crate::params::{Params, as_string};
 use serde_json::{Map, Value};
-use std::sync::atomic::Ordering;
 
 /// One statistic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,27 +34,26 @@ struct Stat {
 fn collect(ctx: &RpcContext) -> Vec<Stat> {
     let loc = ctx.location.stats();
     let stat = |group, name, value| Stat { group, name, value };
-    vec![
-        stat(
-            "registrar",
-            "accepted_regs",
-            ctx.stats.accepted_regs.load(Ordering::Relaxed),
-        ),
-        stat(
-            "registrar",
-            "rejected_regs",
-            ctx.stats.rejected_regs.load(Ordering::Relaxed),
-        ),
+    let mut all: Vec<Stat> = ctx
+        .stats
+        .snapshot()
+        .into_iter()
+        .map(|(name, value)| stat("registrar", name, value))
+        .collect();
+    all.extend([
         stat(
             "registrar",
             "default_expire",
             u64::from(ctx.default_expires),
         ),
+        stat("registrar", "max_expires", u64::from(ctx.max_expires)),
+        stat("registrar", "max_contacts", u64::from(ctx.max_contacts)),
         stat("usrloc", "registered_users", loc.aors),
         stat("usrloc", "location-users", loc.aors),
         stat("usrloc", "location-contacts", loc.bindings),
         stat("usrloc", "location-tombstones", loc.tombstones),
-    ]
+    ]);
+    all
 }
 
 /// The statistics one selector picks, in order.

@@ -783,11 +783,21 @@ async fn stats_use_kamailio_names_and_shape() {
         json!([
             "registrar:accepted_regs = 5",
             "registrar:rejected_regs = 2",
-            "registrar:default_expire = 3600"
+            "registrar:auth_challenges = 0",
+            "registrar:auth_failures = 0",
+            "registrar:bad_messages = 0",
+            "registrar:dropped = 0",
+            "registrar:lookups = 0",
+            "registrar:redirects = 0",
+            "registrar:not_found = 0",
+            "registrar:options = 0",
+            "registrar:default_expire = 3600",
+            "registrar:max_expires = 86400",
+            "registrar:max_contacts = 0"
         ])
     );
     let all = env.ok("stats.get_statistics", json!(["all"])).await;
-    assert_eq!(all.as_array().map(Vec::len), Some(7));
+    assert_eq!(all.as_array().map(Vec::len), Some(17));
     let one = env
         .ok(
             "stats.get_statistics",

@@ -71,6 +71,8 @@ fn context(dir: &tempfile::TempDir, clock: Arc<ManualClock>) -> RpcContext {
         node: NODE,
         started: START,
         default_expires: 3600,
+        max_expires: 86_400,
+        max_contacts: 0,
     }
 }
 
