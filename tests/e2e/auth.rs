@@ -2,7 +2,10 @@
 //! mind): subscribers provisioned over JSON-RPC, SIPp answering challenges,
 //! and hand-computed digests for the refusals.
 
-use regmesh_e2e::sip::{Request, UdpClient, auth_params, digest_authorization, md5_challenge};
+use regmesh_e2e::sip::{
+    Request, UdpClient, auth_params, challenge_for, digest_authorization, digest_authorization_nc,
+    md5_challenge, unique,
+};
 use regmesh_e2e::sipp::{Sipp, User, users};
 use regmesh_e2e::{Node, json, phase};
 use serde_json::json;
@@ -73,7 +76,10 @@ fn sipp_answers_digest_challenges_401_then_200() {
     }
 
     // Each REGISTER must be challenged with 401 and the answer accepted
-    // with 200 (the scenario fails a call on any other sequence).
+    // with 200 (the scenario fails a call on any other sequence). SIPp 3.6,
+    // like many RFC 2617 phones, answers the topmost WWW-Authenticate and
+    // knows only MD5: a node listing SHA-256 first fails here with
+    // "createAuthHeader: authentication must use MD5 or AKAv1-MD5".
     phase("SIPp register_auth.xml: 401 then 200 for every user");
     Sipp::new("register_auth.xml", node.sip_udp())
         .users(&subs)
@@ -176,4 +182,82 @@ fn wrong_passwords_and_foreign_credentials_are_refused_and_bind_nothing() {
         r.raw
     );
     assert!(bound(&node, "bob@example.com"));
+}
+
+#[test]
+fn sha256_digest_replayed_nonce_counts_and_stale_nonces() {
+    let node = Node::start(&format!("{AUTH}nonce_ttl = \"2s\"\n"));
+    node.rpc("subscriber.add", json!(["alice@example.com", "alice-pw"]));
+    let c = UdpClient::new(node.sip_udp());
+    let reg = Request::register(
+        "alice",
+        DOMAIN,
+        &contact(&c, "alice"),
+        Some(3600),
+        c.local(),
+        "UDP",
+    );
+    let answer = |ch: &str, nc: u32, cnonce: &str| {
+        digest_authorization_nc(ch, "alice", "alice-pw", "REGISTER", &reg.uri, nc, cnonce)
+    };
+
+    // RFC 7616: the SHA-256 challenge, answered with SHA-256, is accepted.
+    phase("SHA-256 digest is accepted");
+    let r = c.request(&reg);
+    assert_eq!(r.status, 401, "{}", r.raw);
+    let ch = challenge_for(&r, "SHA-256");
+    let cnonce = unique("cn");
+    let first = reg
+        .clone()
+        .next()
+        .with("Authorization", &answer(&ch, 1, &cnonce));
+    let r = c.request(&first);
+    assert_eq!(r.status, 200, "{}", r.raw);
+
+    // The same nonce-count again is a replay (RFC 7616 §3.4.1 / §5.3): a
+    // new request (higher CSeq) carrying the old credentials is refused.
+    phase("a replayed nonce-count is refused");
+    let replay = first.next();
+    let r = c.request(&replay);
+    assert!(
+        matches!(r.status, 401 | 403),
+        "replayed nc=00000001 got:\n{}",
+        r.raw
+    );
+    // ...while the next count on the same nonce is fine.
+    let second = replay.next().set("Authorization", &answer(&ch, 2, &cnonce));
+    let r = c.request(&second);
+    assert_eq!(r.status, 200, "nc=00000002 on the same nonce:\n{}", r.raw);
+
+    // An expired nonce gets a fresh challenge with stale=true (RFC 7616
+    // §3.3), so the phone retries without asking its user; the fresh nonce works.
+    phase("an expired nonce: 401 stale=true, and the new nonce works");
+    std::thread::sleep(std::time::Duration::from_millis(3200));
+    let late = second.next().set("Authorization", &answer(&ch, 3, &cnonce));
+    let r = c.request(&late);
+    assert_eq!(
+        r.status, 401,
+        "a request with an expired nonce got:\n{}",
+        r.raw
+    );
+    let fresh = challenge_for(&r, "SHA-256");
+    let p = auth_params(&fresh);
+    let get = |k: &str| p.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    assert!(
+        get("stale").is_some_and(|s| s.eq_ignore_ascii_case("true")),
+        "no stale=true in {fresh}"
+    );
+    assert_ne!(
+        get("nonce"),
+        auth_params(&ch)
+            .into_iter()
+            .find(|(n, _)| n == "nonce")
+            .map(|(_, v)| v)
+    );
+    let retry = late.next().set(
+        "Authorization",
+        &digest_authorization(&fresh, "alice", "alice-pw", "REGISTER", &reg.uri),
+    );
+    let r = c.request(&retry);
+    assert_eq!(r.status, 200, "{}", r.raw);
 }

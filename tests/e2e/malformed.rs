@@ -61,9 +61,9 @@ fn a_garbage_flood_does_not_stop_valid_registers() {
     let mut node = Node::start("");
     let target = node.sip_udp();
     let sample = Request::register(
-        "g",
+        "junk",
         DOMAIN,
-        "<sip:g@127.0.0.1:5999>",
+        "<sip:junk@127.0.0.1:5999>",
         Some(3600),
         "127.0.0.1:9".parse().unwrap(),
         "UDP",
@@ -112,11 +112,18 @@ fn a_garbage_flood_does_not_stop_valid_registers() {
     );
 
     // Every valid REGISTER bound, the process is alive and still answering.
+    // (Randomly corrupted copies of a REGISTER are sometimes still valid
+    // REGISTERs for some other AoR, `junk@exampxe.com` say, and may bind:
+    // only the SIPp users are checked.)
     phase("all valid registrations bound; node alive");
     node.assert_running();
     let found = json::aors(&node.rpc("ul.dump", json!([])));
     let expected: BTreeSet<String> = all.iter().map(User::aor).collect();
-    assert_eq!(found, expected);
+    let missing: Vec<_> = expected.difference(&found).collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged AoRs missing after the flood: {missing:?}"
+    );
     let c = UdpClient::new(target);
     let opt = Request::new(
         "OPTIONS",
@@ -151,35 +158,58 @@ fn malformed_registers_get_400_naming_the_problem_and_bind_nothing() {
         );
     };
 
-    // Without CSeq the request cannot be ordered (RFC 3261 §8.1.1.5); the
-    // Via is intact, so a 400 can go back, and its reason names the header.
-    phase("missing CSeq: 400 naming CSeq");
-    let r = c.request(&reg("nocseq").without("CSeq"));
+    // A response must echo the request's CSeq (RFC 3261 §8.2.6.2), so a
+    // REGISTER without one may be dropped (and counted) instead of
+    // answered; it must never be accepted.
+    phase("missing CSeq: dropped or 400, never bound");
+    if let Some(r) = c.try_request(&reg("nocseq").without("CSeq"), Duration::from_secs(2)) {
+        assert_eq!(r.status, 400, "{}", r.raw);
+    }
+    assert_unbound("nocseq");
+
+    // Where a reply is possible the 400's reason names the problem.
+    // CSeq's method must be the request's (RFC 3261 §8.1.1.5).
+    phase("CSeq method mismatch: 400 naming CSeq");
+    let r = c.request(&reg("cseqm").set("CSeq", "1 INVITE"));
     assert_eq!(r.status, 400, "{}", r.raw);
     assert!(
         r.reason.to_lowercase().contains("cseq"),
         "reason {:?} should name CSeq",
         r.reason
     );
-    assert_unbound("nocseq");
+    assert_unbound("cseqm");
+
+    // Call-ID is mandatory (RFC 3261 §8.1.1).
+    phase("missing Call-ID: 400 naming Call-ID");
+    // (The request has no Call-ID, so the client matches the 400 by its
+    // missing Call-ID too.)
+    let r = c.request(&reg("nocallid").without("Call-ID"));
+    assert_eq!(r.status, 400, "{}", r.raw);
+    assert!(
+        r.reason.to_lowercase().contains("call-id"),
+        "reason {:?} should name Call-ID",
+        r.reason
+    );
+    assert_unbound("nocallid");
+
+    // An unterminated name-addr is not a Contact.
+    phase("malformed Contact: 400 naming Contact");
+    let r = c.request(&reg("badcontact").set("Contact", "<sip:badcontact@127.0.0.1:5999"));
+    assert_eq!(r.status, 400, "{}", r.raw);
+    assert!(
+        r.reason.to_lowercase().contains("contact"),
+        "reason {:?} should name Contact",
+        r.reason
+    );
+    assert_unbound("badcontact");
 
     // `Contact: *` is only allowed with Expires: 0 (RFC 3261 §10.3 step 6).
     phase("wildcard Contact with a non-zero Expires: 400");
     let r = c.request(&reg("wild").set("Contact", "*"));
     assert_eq!(r.status, 400, "{}", r.raw);
 
-    // Expires must be delta-seconds.
-    phase("non-numeric Expires: 400 naming Expires");
-    let r = c.request(&reg("badexp").set("Expires", "soon"));
-    assert_eq!(r.status, 400, "{}", r.raw);
-    assert!(
-        r.reason.to_lowercase().contains("expires"),
-        "reason {:?} should name Expires",
-        r.reason
-    );
-    assert_unbound("badexp");
-
-    // A UDP datagram shorter than its Content-Length is truncated (RFC 3261 §18.3).
+    // A request whose datagram ends before its Content-Length says is
+    // truncated: "the element SHOULD generate a 400" (RFC 3261 §18.3).
     phase("Content-Length beyond the datagram: 400");
     let r = c.request(&reg("short").set("Content-Length", "500"));
     assert_eq!(r.status, 400, "{}", r.raw);

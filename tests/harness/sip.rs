@@ -5,6 +5,7 @@
 
 use anyhow::{Context as _, bail};
 use md5::{Digest as _, Md5};
+use sha2::Sha256;
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -508,29 +509,42 @@ pub fn auth_params(challenge: &str) -> Vec<(String, String)> {
 
 /// Lowercase hex MD5.
 pub fn md5_hex(s: &str) -> String {
-    Md5::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&Md5::digest(s.as_bytes()))
+}
+
+/// Lowercase hex SHA-256.
+pub fn sha256_hex(s: &str) -> String {
+    hex(&Sha256::digest(s.as_bytes()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The challenge for `algorithm` ("MD5" also matches a challenge without an
+/// algorithm parameter, RFC 2617 §3.2.1) among a 401's `WWW-Authenticate`
+/// headers; fails the test when there is none.
+pub fn challenge_for(r: &Response, algorithm: &str) -> String {
+    r.all("WWW-Authenticate")
+        .into_iter()
+        .find(
+            |c| match auth_params(c).iter().find(|(n, _)| n == "algorithm") {
+                Some((_, v)) => v.eq_ignore_ascii_case(algorithm),
+                None => algorithm.eq_ignore_ascii_case("MD5"),
+            },
+        )
+        .unwrap_or_else(|| panic!("no {algorithm} digest challenge in:\n{}", r.raw))
+        .to_owned()
 }
 
 /// The MD5 challenge among a 401's `WWW-Authenticate` headers (a phone that
 /// only knows RFC 2617 picks this one).
 pub fn md5_challenge(r: &Response) -> String {
-    r.all("WWW-Authenticate")
-        .into_iter()
-        .find(|c| {
-            auth_params(c)
-                .iter()
-                .find(|(n, _)| n == "algorithm")
-                .is_none_or(|(_, v)| v.eq_ignore_ascii_case("MD5"))
-        })
-        .unwrap_or_else(|| panic!("no MD5 digest challenge in:\n{}", r.raw))
-        .to_owned()
+    challenge_for(r, "MD5")
 }
 
-/// An `Authorization` value answering the MD5 `challenge` for `method uri`
-/// (RFC 2617 §3.2.2; qop=auth when offered, nc=00000001).
+/// An `Authorization` value answering `challenge` for `method uri`, with
+/// nonce-count 1 and a fresh cnonce (see [`digest_authorization_nc`]).
 pub fn digest_authorization(
     challenge: &str,
     user: &str,
@@ -538,27 +552,47 @@ pub fn digest_authorization(
     method: &str,
     uri: &str,
 ) -> String {
+    digest_authorization_nc(challenge, user, password, method, uri, 1, &unique("cn"))
+}
+
+/// An `Authorization` value answering `challenge` (MD5 or SHA-256, as the
+/// challenge says) for `method uri`: RFC 7616 §3.4.1 with qop=auth when
+/// offered (nonce-count `nc`, client nonce `cnonce`), RFC 2069 otherwise.
+pub fn digest_authorization_nc(
+    challenge: &str,
+    user: &str,
+    password: &str,
+    method: &str,
+    uri: &str,
+    nc: u32,
+    cnonce: &str,
+) -> String {
     let p = auth_params(challenge);
     let get = |k: &str| p.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let realm = get("realm").unwrap_or_else(|| panic!("challenge without realm: {challenge}"));
     let nonce = get("nonce").unwrap_or_else(|| panic!("challenge without nonce: {challenge}"));
-    let ha1 = md5_hex(&format!("{user}:{realm}:{password}"));
-    let ha2 = md5_hex(&format!("{method}:{uri}"));
+    let algorithm = get("algorithm").unwrap_or_else(|| "MD5".into());
+    let h: fn(&str) -> String = match algorithm.to_ascii_uppercase().as_str() {
+        "MD5" => md5_hex,
+        "SHA-256" => sha256_hex,
+        other => panic!("the harness does not implement digest algorithm {other}"),
+    };
+    let ha1 = h(&format!("{user}:{realm}:{password}"));
+    let ha2 = h(&format!("{method}:{uri}"));
     let qop_auth = get("qop").is_some_and(|q| q.split(',').any(|q| q.trim() == "auth"));
     let mut v =
         format!(r#"Digest username="{user}", realm="{realm}", nonce="{nonce}", uri="{uri}""#);
     if qop_auth {
-        let cnonce = unique("cn");
-        let nc = "00000001";
-        let response = md5_hex(&format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}"));
+        let nc = format!("{nc:08x}");
+        let response = h(&format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}"));
         v.push_str(&format!(
             r#", qop=auth, nc={nc}, cnonce="{cnonce}", response="{response}""#
         ));
     } else {
-        let response = md5_hex(&format!("{ha1}:{nonce}:{ha2}"));
+        let response = h(&format!("{ha1}:{nonce}:{ha2}"));
         v.push_str(&format!(r#", response="{response}""#));
     }
-    v.push_str(", algorithm=MD5");
+    v.push_str(&format!(", algorithm={algorithm}"));
     if let Some(o) = get("opaque") {
         v.push_str(&format!(r#", opaque="{o}""#));
     }
@@ -578,6 +612,27 @@ mod tests {
             "{ha1}:dcd98b7102dd2f0e8b11d0f600bfb0c093:00000001:0a4f113b:auth:{ha2}"
         ));
         assert_eq!(r, "6629fae49393a05397450978507c4ef1");
+    }
+
+    #[test]
+    fn rfc7616_sha256_example_digest() {
+        // RFC 7616 §3.9.1 (SHA-256, qop=auth, nc=00000001).
+        let c = r#"Digest realm="http-auth@example.org", qop="auth, auth-int", algorithm=SHA-256, nonce="7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v", opaque="FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS""#;
+        let a = digest_authorization_nc(
+            c,
+            "Mufasa",
+            "Circle of Life",
+            "GET",
+            "/dir/index.html",
+            1,
+            "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ",
+        );
+        assert!(
+            a.contains(
+                r#"response="753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1""#
+            ),
+            "{a}"
+        );
     }
 
     #[test]
