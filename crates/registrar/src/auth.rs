@@ -137,14 +137,15 @@ pub fn realm_for(cfg: &AuthConfig, to: &NameAddr<'_>) -> String {
 pub fn challenges(
     realm: &str,
     secret: &[u8],
+    algorithms: &[Algorithm],
     now: Timestamp,
     random: [u8; 8],
     stale: bool,
 ) -> Vec<(&'static str, String)> {
     let nonce = nonce::mint(secret, now, random);
-    [Algorithm::Sha256, Algorithm::Md5]
-        .into_iter()
-        .map(|a| {
+    algorithms
+        .iter()
+        .map(|&a| {
             let mut v = format!(
                 "Digest realm=\"{}\", nonce=\"{nonce}\", algorithm={}, qop=\"auth\"",
                 escape_quoted(realm),
@@ -212,6 +213,7 @@ pub fn authenticate(
         return Err(RegisterError::WrongRealm);
     }
     let algorithm = Algorithm::from_param(creds.algorithm.as_deref())
+        .filter(|alg| a.config.algorithms.contains(alg))
         .ok_or(RegisterError::UnsupportedDigest)?;
     let qop = match creds.qop.as_deref() {
         None => None,

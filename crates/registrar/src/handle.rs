@@ -1,9 +1,11 @@
 //! [`Registrar::handle`]: the glue from received bytes to an [`Action`]:
 //! parse, authenticate, run the pure core under the AoR's lock, count.
 //!
-//! - Bytes that do not parse, responses, and requests whose top Via or CSeq
-//!   is unusable are dropped: without them a reply can neither be routed
-//!   (RFC 3261 §18.2.2) nor matched to its transaction (§17.1.3). Every
+//! - Responses, and requests whose top Via or CSeq is unusable, are
+//!   dropped: without them a reply can neither be routed (RFC 3261 §18.2.2)
+//!   nor matched to its transaction (§17.1.3). A request the parser refuses
+//!   as a whole still gets a 400 (505, 513) with the parser's reason when
+//!   its reply fields can be salvaged ([`regmesh_sip::salvage`]). Every
 //!   other malformed request gets a 400 naming the problem.
 //! - REGISTER: [`check`], then digest auth when enabled, then
 //!   [`register`] inside `Location::update`, so the read of the prior
@@ -33,12 +35,7 @@ impl Registrar {
                 bump(&self.stats.dropped);
                 return Action::Drop;
             }
-            Err(e) => {
-                debug!(error = %e, peer = %source.addr, "unparsable message dropped");
-                bump(&self.stats.bad_messages);
-                bump(&self.stats.dropped);
-                return Action::Drop;
-            }
+            Err(e) => return self.unparsable(bytes, source, e),
         };
         if req.top_via().is_err() || req.cseq().is_err() {
             debug!(peer = %source.addr, "request without usable Via or CSeq dropped");
@@ -53,6 +50,33 @@ impl Registrar {
         } else {
             self.handle_other(&req, source, &tag, now)
         }
+    }
+
+    /// A message [`regmesh_sip::parse`] refused: answer 400 (or 505/513) with
+    /// the parser's reason when the fields a reply copies can be salvaged
+    /// (RFC 3261 §21.4.1), else drop it. Both are counted.
+    fn unparsable(&self, bytes: &[u8], source: Source, e: regmesh_sip::ParseError) -> Action {
+        bump(&self.stats.bad_messages);
+        let salvaged = regmesh_sip::salvage(bytes).filter(|r| {
+            r.method != Method::Ack
+                && r.top_via().is_ok()
+                && r.cseq().is_ok()
+                && r.call_id().is_ok()
+                && r.from().is_ok()
+                && r.to().is_ok()
+        });
+        let Some(req) = salvaged else {
+            debug!(error = %e, peer = %source.addr, "unparsable message dropped");
+            bump(&self.stats.dropped);
+            return Action::Drop;
+        };
+        debug!(error = %e, peer = %source.addr, "malformed request answered");
+        if req.method == Method::Register {
+            bump(&self.stats.rejected_regs);
+        }
+        let tag = to_tag(&req);
+        let b = regmesh_sip::ResponseBuilder::new(&req, Some(source), e.status(), e.reason(), &tag);
+        Action::Reply(b.finish(None, &[]))
     }
 
     fn handle_register(
@@ -72,7 +96,14 @@ impl Registrar {
         {
             let extra = if e.is_challenge() {
                 let realm = realm_for(&self.auth, &checked.to);
-                challenges(&realm, &self.auth.secret, now, rand::random(), e.is_stale())
+                challenges(
+                    &realm,
+                    &self.auth.secret,
+                    &self.auth.algorithms,
+                    now,
+                    rand::random(),
+                    e.is_stale(),
+                )
             } else {
                 Vec::new()
             };

@@ -78,6 +78,12 @@ pub struct AuthConfig {
     pub nonce_ttl: u32,
     /// Require the authenticated user to match the AoR's user and domain.
     pub match_aor: bool,
+    /// Algorithms offered, one challenge each, in this order; credentials
+    /// using any other algorithm are refused. Many deployed UAs (and SIPp)
+    /// answer only the first challenge and know only MD5, so the embedded
+    /// default lists MD5 first; list SHA-256 first where every UA supports
+    /// it (RFC 7616 §3.7: the server lists its preferred algorithm first).
+    pub algorithms: Vec<auth::Algorithm>,
 }
 
 /// The node's identity as the registrar needs it.

@@ -8,6 +8,7 @@
 //! with no file runs a node on loopback.
 
 use regmesh_registrar::OverflowPolicy;
+use regmesh_registrar::auth::Algorithm;
 use regmesh_sip::Transport;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -154,6 +155,8 @@ pub(crate) struct RawAuth {
     pub(crate) nonce_ttl: String,
     /// The authenticated user must be the AoR's user and domain.
     pub(crate) match_aor: bool,
+    /// Digest algorithms offered, in order (`"MD5"`, `"SHA-256"`).
+    pub(crate) algorithms: Vec<String>,
 }
 
 impl Default for RawAuth {
@@ -164,6 +167,7 @@ impl Default for RawAuth {
             secret: None,
             nonce_ttl: "300s".into(),
             match_aor: true,
+            algorithms: vec!["MD5".into(), "SHA-256".into()],
         }
     }
 }
@@ -382,12 +386,32 @@ impl RawConfig {
                     "a duration of at least 1s, such as \"300s\"",
                 )
             })?;
+        let mut algorithms = Vec::new();
+        for name in &a.algorithms {
+            let alg = Algorithm::from_param(Some(name)).ok_or_else(|| {
+                invalid(
+                    "auth.algorithms",
+                    format!("`{name}`: use \"MD5\" or \"SHA-256\""),
+                )
+            })?;
+            if algorithms.contains(&alg) {
+                return Err(invalid(
+                    "auth.algorithms",
+                    format!("`{name}` is listed twice"),
+                ));
+            }
+            algorithms.push(alg);
+        }
+        if algorithms.is_empty() {
+            return Err(invalid("auth.algorithms", "list at least one algorithm"));
+        }
         let auth = regmesh_registrar::AuthConfig {
             enabled: a.enabled,
             realm: a.realm.clone(),
             secret,
             nonce_ttl: u32::try_from(nonce_ttl.as_secs()).unwrap_or(u32::MAX),
             match_aor: a.match_aor,
+            algorithms,
         };
 
         let rpc_listen = if self.rpc.listen.is_empty() {

@@ -181,6 +181,58 @@ pub fn parse(buf: &[u8]) -> Result<Message<'_>, ParseError> {
     })
 }
 
+/// Salvage enough of a request that [`parse`] refused to answer it.
+///
+/// RFC 3261 §18.3 and §21.4.1 want a 400 for a malformed request "where a
+/// reply is possible": that needs the start line and the Via, From, To,
+/// Call-ID and CSeq fields, not the whole message. This keeps the well-formed
+/// header lines of a request (a name that is a token, a UTF-8 value without
+/// NUL or bare CR; folded continuation lines are dropped) and no body.
+/// `None` for responses and for anything without a request line. The caller
+/// still checks that the fields a reply copies are present and valid.
+pub fn salvage(buf: &[u8]) -> Option<Request<'_>> {
+    let start = buf.iter().position(|&c| c != b'\r' && c != b'\n')?;
+    let (end, mut next) = line_at(buf, start)?;
+    let line = std::str::from_utf8(&buf[start..end]).ok()?;
+    let StartLine::Request { method, uri } = parse_start_line(line, start).ok()? else {
+        return None;
+    };
+    let mut fields = Vec::with_capacity(16);
+    while next < buf.len() {
+        let Some((end, after)) = line_at(buf, next) else {
+            break;
+        };
+        let raw = &buf[next..end];
+        next = after;
+        if raw.is_empty() {
+            break;
+        }
+        if raw[0] == b' ' || raw[0] == b'\t' || memchr::memchr2(0, b'\r', raw).is_some() {
+            continue;
+        }
+        let Ok(text) = std::str::from_utf8(raw) else {
+            continue;
+        };
+        let Some((name, value)) = text.split_once(':') else {
+            continue;
+        };
+        let name = name.trim_end();
+        if !is_token(name) {
+            continue;
+        }
+        fields.push(Header {
+            name,
+            value: Cow::Borrowed(value.trim()),
+        });
+    }
+    Some(Request {
+        method,
+        uri,
+        headers: Headers { fields },
+        body: &[],
+    })
+}
+
 /// Find the empty line that ends the header section, searching from `from`
 /// (the end of the start line, before its terminator). Returns the end of the
 /// last header line's terminator (where the empty line starts) and the start

@@ -85,13 +85,21 @@ fn config() -> AuthConfig {
         secret: SECRET.to_vec(),
         nonce_ttl: 300,
         match_aor: true,
+        algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
     }
 }
 
 #[test]
 fn challenges_offer_sha256_then_md5_with_one_nonce() {
     // RFC 7616 §3.3 fields; §3.7 preference order.
-    let ch = challenges("example.com", SECRET, now(), [3; 8], false);
+    let ch = challenges(
+        "example.com",
+        SECRET,
+        &[Algorithm::Sha256, Algorithm::Md5],
+        now(),
+        [3; 8],
+        false,
+    );
     assert_eq!(ch.len(), 2);
     assert!(ch.iter().all(|(n, _)| *n == "WWW-Authenticate"));
     let nonce = ch[0]
@@ -109,7 +117,9 @@ fn challenges_offer_sha256_then_md5_with_one_nonce() {
         format!("Digest realm=\"example.com\", nonce=\"{nonce}\", algorithm=MD5, qop=\"auth\"")
     );
     assert!(nonce::verify(SECRET, nonce, now(), 300).is_some());
-    let stale = challenges("ex\"ample", SECRET, now(), [3; 8], true);
+    let stale = challenges("ex\"ample", SECRET, &[Algorithm::Md5], now(), [3; 8], true);
+    assert_eq!(stale.len(), 1);
+    assert!(stale[0].1.contains("algorithm=MD5"));
     assert!(stale[0].1.ends_with(", stale=true"));
     assert!(stale[0].1.starts_with("Digest realm=\"ex\\\"ample\""));
 }
@@ -415,4 +425,23 @@ fn unsupported_algorithm_or_qop_and_malformed_fields() {
         check_with(Some(h), &config(), &counts),
         Err(RegisterError::UnsupportedDigest)
     );
+}
+
+#[test]
+fn algorithms_not_configured_are_refused() {
+    // An operator who offers only SHA-256 must not accept MD5 answers,
+    // or a downgrade would be one header away.
+    let counts = NonceCounts::default();
+    let cfg = AuthConfig {
+        algorithms: vec![Algorithm::Sha256],
+        ..config()
+    };
+    let md5 = client(fresh_nonce());
+    assert_eq!(
+        check_with(Some(md5.header()), &cfg, &counts),
+        Err(RegisterError::UnsupportedDigest)
+    );
+    let mut sha = client(fresh_nonce());
+    sha.algorithm = Some("SHA-256");
+    check_with(Some(sha.header()), &cfg, &counts).expect("SHA-256 is offered");
 }

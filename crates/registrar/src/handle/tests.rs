@@ -26,6 +26,7 @@ fn node_with(auth: bool) -> Node {
             secret: b"handle-test-secret-0123".to_vec(),
             nonce_ttl: 300,
             match_aor: true,
+            algorithms: vec![Algorithm::Md5, Algorithm::Sha256],
         },
         node: node(),
         stats: Arc::new(Stats::default()),
@@ -203,10 +204,11 @@ fn digest_auth_challenge_then_accept() {
     assert_eq!((r.status, r.reason), (401, "Unauthorized"));
     let challenges = all(&r, "WWW-Authenticate");
     assert_eq!(challenges.len(), 2);
-    assert!(challenges[0].contains("algorithm=SHA-256"));
-    assert!(challenges[1].contains("algorithm=MD5"));
+    // In the configured order: MD5 first, for UAs that read only the first.
+    assert!(challenges[0].contains("algorithm=MD5"));
+    assert!(challenges[1].contains("algorithm=SHA-256"));
     assert!(n.registrar.location.lookup("alice@example.com").is_empty());
-    let nonce = nonce_of(challenges[1]);
+    let nonce = nonce_of(challenges[0]);
 
     let second = reg()
         .cseq(2)

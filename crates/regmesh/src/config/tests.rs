@@ -85,6 +85,9 @@ fn rules_name_their_key() {
         ("[rpc]\nlisten = \"0.0.0.0:9060\"", "rpc.token"),
         ("[rpc]\nlisten = \"nonsense\"", "rpc.listen"),
         ("[log]\nformat = \"xml\"", "log.format"),
+        ("[auth]\nalgorithms = []", "auth.algorithms"),
+        ("[auth]\nalgorithms = [\"SHA-512\"]", "auth.algorithms"),
+        ("[auth]\nalgorithms = [\"MD5\", \"md5\"]", "auth.algorithms"),
     ];
     for (text, key) in cases {
         let e = err_text(text);

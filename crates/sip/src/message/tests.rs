@@ -264,3 +264,31 @@ fn unfold_helper() {
     assert_eq!(r.headers.get("X-A"), Some("A"));
     assert_eq!(r.headers.get("X-B"), Some("b"));
 }
+
+#[test]
+fn salvage_keeps_the_fields_a_reply_needs() {
+    // Content-Length runs past the datagram: parse refuses, salvage keeps the head.
+    let bytes = b"REGISTER sip:example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK1\r\n\
+From: <sip:a@example.com>;tag=1\r\n\
+To: <sip:a@example.com>\r\n\
+Bad Header Line Without Colon\r\n\
+Call-ID: c1\r\n\
+CSeq: 1 REGISTER\r\n\
+Content-Length: 500\r\n\r\nshort";
+    assert!(matches!(parse(bytes), Err(ParseError::BadHeader { .. })));
+    let req = salvage(bytes).expect("a request line");
+    assert_eq!(req.method, Method::Register);
+    assert_eq!(req.call_id(), Ok("c1"));
+    assert_eq!(req.cseq().map(|c| c.seq), Ok(1));
+    assert!(req.top_via().is_ok());
+    assert!(req.body.is_empty());
+    assert_eq!(req.headers.fields.len(), 6);
+}
+
+#[test]
+fn salvage_refuses_responses_and_garbage() {
+    assert!(salvage(b"SIP/2.0 200 OK\r\nCall-ID: x\r\n\r\n").is_none());
+    assert!(salvage(b"\x00\x01garbage").is_none());
+    assert!(salvage(b"").is_none());
+}
