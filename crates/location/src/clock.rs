@@ -94,6 +94,25 @@ impl Clock for SystemClock {
     }
 }
 
+/// Measures how long something took, on the monotonic clock. Lives here
+/// because this module is the one place allowed to read clocks; used for
+/// the commit (fsync) latency metric, never for expiry or ordering.
+#[derive(Debug, Clone, Copy)]
+pub struct Stopwatch(std::time::Instant);
+
+impl Stopwatch {
+    /// Start measuring.
+    #[allow(clippy::disallowed_methods)]
+    pub fn start() -> Self {
+        Self(std::time::Instant::now())
+    }
+
+    /// Microseconds since [`Stopwatch::start`].
+    pub fn elapsed_micros(&self) -> u64 {
+        u64::try_from(self.0.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+}
+
 /// A clock that only moves when told to, for tests (shared through an `Arc`).
 #[derive(Debug, Default)]
 pub struct ManualClock {

@@ -75,4 +75,6 @@ pub use clock::{Clock, HlcClock, ManualClock, SystemClock, Timestamp};
 pub use codec::DecodeError;
 pub use error::{Corruption, InvalidChange};
 pub use model::*;
-pub use store::{Commit, CommitStats, Location, LocationStats, StoreError, Subscriber};
+pub use store::{
+    COMMIT_BUCKETS_US, Commit, CommitStats, Location, LocationStats, StoreError, Subscriber,
+};

@@ -395,7 +395,16 @@ struct Shared {
     requests: AtomicU64,
     ops: AtomicU64,
     largest_txn: AtomicU64,
+    /// Commit latency histogram: counts per [`COMMIT_BUCKETS_US`] bound, plus overflow.
+    latency: [AtomicU64; COMMIT_BUCKETS_US.len() + 1],
+    latency_sum_us: AtomicU64,
 }
+
+/// Upper bounds (µs) of the commit-latency histogram buckets: an fsync on
+/// an SSD takes 0.1-2 ms; past 100 ms something is wrong with the disk.
+pub const COMMIT_BUCKETS_US: [u64; 10] = [
+    250, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 500_000,
+];
 
 /// Counters of the group-commit writer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -408,6 +417,11 @@ pub struct CommitStats {
     pub ops: u64,
     /// Most requests that shared one transaction so far.
     pub largest_txn: u64,
+    /// Commits (write + fsync) that took at most each [`COMMIT_BUCKETS_US`]
+    /// bound (not cumulative); the last element counts the slower ones.
+    pub latency: [u64; COMMIT_BUCKETS_US.len() + 1],
+    /// Total commit time, µs.
+    pub latency_sum_us: u64,
 }
 
 /// The handle to the writer thread.
@@ -508,6 +522,8 @@ impl Writer {
             requests: s.requests.load(Ordering::Relaxed),
             ops: s.ops.load(Ordering::Relaxed),
             largest_txn: s.largest_txn.load(Ordering::Relaxed),
+            latency: std::array::from_fn(|i| s.latency[i].load(Ordering::Relaxed)),
+            latency_sum_us: s.latency_sum_us.load(Ordering::Relaxed),
         }
     }
 }
@@ -578,7 +594,16 @@ fn write_batch(db: &Database, writes: &mut Vec<(Vec<PersistOp>, Option<Reply>)>,
     let result = if shared.failed.load(Ordering::Acquire) {
         Err(None)
     } else {
-        commit(db, writes).map_err(|e| {
+        let watch = crate::clock::Stopwatch::start();
+        let r = commit(db, writes);
+        let us = watch.elapsed_micros();
+        let bucket = COMMIT_BUCKETS_US
+            .iter()
+            .position(|&b| us <= b)
+            .unwrap_or(COMMIT_BUCKETS_US.len());
+        shared.latency[bucket].fetch_add(1, Ordering::Relaxed);
+        shared.latency_sum_us.fetch_add(us, Ordering::Relaxed);
+        r.map_err(|e| {
             shared.failed.store(true, Ordering::Release);
             tracing::error!(error = %e, "location commit failed; store is now unhealthy");
             Some(Arc::new(e))

@@ -23,7 +23,7 @@ use std::sync::atomic::Ordering;
 
 pub use crate::commit::Commit;
 pub use crate::error::StoreError;
-pub use crate::persist::CommitStats;
+pub use crate::persist::{COMMIT_BUCKETS_US, CommitStats};
 pub use crate::subscribers::Subscriber;
 
 /// Counts for stats and metrics.

@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use regmesh_location::Location;
+use regmesh_location::{COMMIT_BUCKETS_US, Location};
 use regmesh_registrar::Stats;
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -32,6 +32,7 @@ pub(crate) struct MetricsState {
     pub(crate) stats: Arc<Stats>,
     pub(crate) counters: Arc<SipCounters>,
     pub(crate) ready: Arc<AtomicBool>,
+    pub(crate) rpc_calls: Arc<regmesh_rpc::RpcCalls>,
 }
 
 pub(crate) fn router(state: MetricsState) -> Router {
@@ -138,6 +139,30 @@ fn render(s: &MetricsState) -> String {
         "Row writes and deletions made durable.",
         c.ops,
     );
+    let name = "regmesh_store_commit_duration_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Time to write and fsync one group commit.\n# TYPE {name} histogram"
+    );
+    let mut cumulative = 0;
+    for (i, bound) in COMMIT_BUCKETS_US.iter().enumerate() {
+        cumulative += c.latency[i];
+        let le = *bound as f64 / 1e6;
+        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+    }
+    cumulative += c.latency[COMMIT_BUCKETS_US.len()];
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+    let _ = writeln!(out, "{name}_sum {}", c.latency_sum_us as f64 / 1e6);
+    let _ = writeln!(out, "{name}_count {cumulative}");
+    let name = "regmesh_rpc_calls_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} JSON-RPC calls by method and result.\n# TYPE {name} counter"
+    );
+    for (method, ok, n) in s.rpc_calls.snapshot() {
+        let result = if ok { "ok" } else { "error" };
+        let _ = writeln!(out, "{name}{{method=\"{method}\",result=\"{result}\"}} {n}");
+    }
     counter(
         &mut out,
         "regmesh_sip_oversize_total",

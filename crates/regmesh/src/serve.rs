@@ -167,6 +167,7 @@ async fn serve(cfg: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
     }
 
     let ready = Arc::new(AtomicBool::new(false));
+    let rpc_calls = Arc::new(regmesh_rpc::RpcCalls::default());
     let rpc_ctx = regmesh_rpc::RpcContext {
         location: location.clone(),
         stats: stats.clone(),
@@ -176,6 +177,7 @@ async fn serve(cfg: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
         default_expires: cfg.policy.default_expires,
         max_expires: cfg.policy.max_expires,
         max_contacts: cfg.policy.max_contacts,
+        calls: rpc_calls.clone(),
     };
     let mut rpc_addr = None;
     if let Some(addr) = cfg.rpc_listen {
@@ -191,6 +193,7 @@ async fn serve(cfg: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
                 stats: stats.clone(),
                 counters: counters.clone(),
                 ready: ready.clone(),
+                rpc_calls: rpc_calls.clone(),
             }),
         );
         let cancel = cancel.clone();

@@ -67,6 +67,32 @@ pub struct RpcContext {
     pub max_expires: u32,
     /// `registrar.max_contacts` (0 = no limit), reported as `registrar:max_contacts`.
     pub max_contacts: u32,
+    /// Calls by method and result, for metrics.
+    pub calls: Arc<RpcCalls>,
+}
+
+/// RPC calls counted by method and result. Only known method names become
+/// labels (anything else counts as `unknown`), so a client cannot grow the
+/// metric set without bound.
+#[derive(Debug, Default)]
+pub struct RpcCalls {
+    counts: parking_lot::Mutex<std::collections::BTreeMap<(&'static str, bool), u64>>,
+}
+
+impl RpcCalls {
+    fn record(&self, method: &str, ok: bool) {
+        let name = method_names().find(|n| *n == method).unwrap_or("unknown");
+        *self.counts.lock().entry((name, ok)).or_default() += 1;
+    }
+
+    /// `(method, ok, count)` for every pair seen, sorted.
+    pub fn snapshot(&self) -> Vec<(&'static str, bool, u64)> {
+        self.counts
+            .lock()
+            .iter()
+            .map(|(&(m, ok), &n)| (m, ok, n))
+            .collect()
+    }
 }
 
 /// Handle one JSON-RPC request body (single or batch). `None` when nothing
@@ -98,6 +124,7 @@ async fn run(ctx: &RpcContext, entry: jsonrpc::Entry) -> Option<Value> {
         Err((id, e)) => return Some(jsonrpc::failure(id, &e)),
     };
     let result = methods::call(ctx, &req.method, params::Params::new(req.params.as_ref())).await;
+    ctx.calls.record(&req.method, result.is_ok());
     match &result {
         Err(e @ RpcError::Store { .. }) => {
             tracing::error!(rpc.method = %req.method, error = %e, "RPC write failed in the store");

@@ -73,6 +73,7 @@ fn context(dir: &tempfile::TempDir, clock: Arc<ManualClock>) -> RpcContext {
         default_expires: 3600,
         max_expires: 86_400,
         max_contacts: 0,
+        calls: Default::default(),
     }
 }
 
