@@ -6,6 +6,7 @@
 //! `scripts/install-deps.sh`.
 
 mod auth;
+mod bench;
 mod durability;
 mod malformed;
 mod metrics;

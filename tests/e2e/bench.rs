@@ -1,0 +1,101 @@
+//! `regmesh bench` smoke runs (issue 3): a few hundred REGISTERs from the
+//! generator against a node started here, so the instrument cannot rot.
+//! These are not benchmarks: they assert correctness of the generator's
+//! counting, never a speed.
+
+use regmesh_e2e::{Node, json, phase, regmesh_bin};
+use serde_json::{Value, json};
+use std::process::Command;
+
+/// Run the generator with `args` and return its JSON report.
+fn bench(args: &[&str]) -> Value {
+    let out = Command::new(regmesh_bin())
+        .arg("bench")
+        .args(args)
+        .args(["--quiet", "--json", "-", "--timeout", "5s"])
+        .output()
+        .expect("run regmesh bench");
+    assert!(
+        out.status.success(),
+        "regmesh bench failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("bench JSON: {e}\n{}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn status(report: &Value, code: &str) -> u64 {
+    report["status"][code].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn generator_registers_over_udp_and_tcp_and_counts_every_answer() {
+    let node = Node::start("");
+    let udp = node.sip_udp().to_string();
+    let tcp = node.sip_tcp().to_string();
+
+    phase("300 initial registrations over UDP, each answered 200 and bound");
+    let r = bench(&["--target", &udp, "--aors", "300", "--rate", "1000"]);
+    assert_eq!(r["sent"], 300, "{r}");
+    assert_eq!(status(&r, "200"), 300, "{r}");
+    assert_eq!(r["timeouts"], 0, "{r}");
+    assert_eq!(r["errors"], 0, "{r}");
+    assert_eq!(r["latency_samples"], 300, "{r}");
+    let stats = json::statistics(&node.rpc("stats.get_statistics", json!(["all"])));
+    assert_eq!(json::stat(&stats, "usrloc:location-contacts"), 300);
+
+    phase("a refresh/unregister mix over TCP with two contacts per AoR");
+    let r = bench(&[
+        "--target",
+        &tcp,
+        "--transport",
+        "tcp",
+        "--aors",
+        "100",
+        "--contacts",
+        "2",
+        "--count",
+        "400",
+        "--mix",
+        "0:1:1",
+    ]);
+    assert_eq!(r["sent"], 400, "{r}");
+    assert_eq!(status(&r, "200"), 400, "{r}");
+    assert_eq!(r["retransmissions"], 0, "TCP never retransmits: {r}");
+    // The first 200 requests register the 200 bindings, the next 200 refresh
+    // or remove them; what is left must match what the node holds.
+    let stats = json::statistics(&node.rpc("stats.get_statistics", json!(["usrloc:"])));
+    let contacts = json::stat(&stats, "usrloc:location-contacts");
+    assert!((300..=500).contains(&contacts), "contacts {contacts}");
+}
+
+#[test]
+fn generator_answers_digest_challenges() {
+    let node = Node::start(
+        r#"
+[auth]
+enabled = true
+secret = "bench-smoke-secret-0123456789abcdef"
+"#,
+    );
+    phase("provision user0..user49 over JSON-RPC, then register them with digest auth");
+    let batch: Vec<Value> = (0..50)
+        .map(|i| {
+            json!({"jsonrpc": "2.0", "id": i, "method": "subscriber.add",
+                   "params": [format!("user{i}@example.com"), "bench-pw"]})
+        })
+        .collect();
+    let resp = node
+        .http_rpc_raw(&serde_json::to_vec(&batch).expect("json"), None)
+        .json();
+    assert_eq!(resp.as_array().map(Vec::len), Some(50), "{resp}");
+    let udp = node.sip_udp().to_string();
+    let r = bench(&["--target", &udp, "--aors", "50", "--password", "bench-pw"]);
+    assert_eq!(status(&r, "200"), 50, "{r}");
+    assert_eq!(r["errors"], 0, "{r}");
+
+    phase("a wrong password ends in refusals, counted as errors");
+    let r = bench(&["--target", &udp, "--aors", "5", "--password", "wrong"]);
+    assert_eq!(status(&r, "200"), 0, "{r}");
+    assert_eq!(r["errors"], 5, "{r}");
+}
