@@ -13,3 +13,4 @@ mod metrics;
 mod rpc;
 mod sip_register;
 mod tcp;
+mod tls;
