@@ -12,5 +12,6 @@ mod malformed;
 mod metrics;
 mod rpc;
 mod sip_register;
+mod startup;
 mod tcp;
 mod tls;

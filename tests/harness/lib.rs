@@ -534,6 +534,30 @@ level = "info"
         }
     }
 
+    /// Send SIGTERM and wait (at most `timeout`) for the process to exit;
+    /// returns its exit status. Graceful shutdown is what is under test.
+    pub fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("the node is running");
+        let pid = child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("running kill");
+        assert!(sent.success(), "kill -TERM {pid} failed");
+        let deadline = now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().expect("polling regmesh") {
+                return status;
+            }
+            if now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("regmesh did not exit within {timeout:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Start the node again on the same config and data directory (after
     /// [`Node::kill9`]; a running node is SIGKILLed first). Addresses change:
     /// every listener binds port 0 again.
