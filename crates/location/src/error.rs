@@ -86,6 +86,11 @@ pub enum StoreError {
     /// The store was closed.
     #[error("the location store is closed")]
     Closed,
+    /// The commit queue is full (the disk is slower than the request rate):
+    /// the write was refused before anything changed. Not fatal: the caller
+    /// answers "try later" (503 with Retry-After) and the store stays healthy.
+    #[error("the location store's commit queue is full; write refused")]
+    Overloaded,
     /// A change or op that the store refuses (it never reaches the table).
     #[error("invalid change: {reason}")]
     Invalid {

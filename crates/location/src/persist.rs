@@ -389,6 +389,8 @@ fn classify_open_error(path: &Path, e: redb::DatabaseError) -> StoreError {
 /// Shared between the writer thread and its handle.
 #[derive(Debug, Default)]
 struct Shared {
+    /// Write requests sent to the writer and not yet answered.
+    in_flight: AtomicU64,
     failed: AtomicBool,
     closed: AtomicBool,
     transactions: AtomicU64,
@@ -480,18 +482,66 @@ impl Writer {
             return Commit::failed(e);
         }
         let (done, rx) = oneshot::channel();
+        self.shared.in_flight.fetch_add(1, Ordering::AcqRel);
         match self.tx.send(Request::Write {
             ops,
             done: Some(done),
         }) {
             Ok(()) => Commit::pending(rx),
-            Err(_) => Commit::failed(self.refusal().unwrap_or(StoreError::WriterGone)),
+            Err(_) => {
+                self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+                Commit::failed(self.refusal().unwrap_or(StoreError::WriterGone))
+            }
         }
+    }
+
+    /// Queue `ops` without blocking: a full queue is
+    /// [`StoreError::Overloaded`] and nothing is queued, so the caller can
+    /// leave memory untouched and answer "try later". This is the path of
+    /// requests from the network: it never parks an async worker thread.
+    pub(crate) fn try_submit(&self, ops: Vec<PersistOp>) -> Result<Commit, StoreError> {
+        if let Some(e) = self.refusal() {
+            return Err(e);
+        }
+        let (done, rx) = oneshot::channel();
+        self.shared.in_flight.fetch_add(1, Ordering::AcqRel);
+        let sent = self.tx.try_send(Request::Write {
+            ops,
+            done: Some(done),
+        });
+        match sent {
+            Ok(()) => Ok(Commit::pending(rx)),
+            Err(e) => {
+                self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+                Err(match e {
+                    mpsc::TrySendError::Full(_) => StoreError::Overloaded,
+                    mpsc::TrySendError::Disconnected(_) => {
+                        self.refusal().unwrap_or(StoreError::WriterGone)
+                    }
+                })
+            }
+        }
+    }
+
+    /// A commit that resolves once every write queued before it is durable:
+    /// a reader that saw state a pending write produced (a retransmission,
+    /// a query) must not confirm it before it is on disk. Immediate when
+    /// nothing is in flight, which is the common case for queries.
+    pub(crate) fn barrier(&self) -> Commit {
+        if self.shared.in_flight.load(Ordering::Acquire) == 0 {
+            return Commit::done();
+        }
+        self.try_submit(Vec::new()).unwrap_or_else(Commit::failed)
     }
 
     /// Queue `ops` without anyone waiting (startup cleanup).
     pub(crate) fn submit_detached(&self, ops: Vec<PersistOp>) {
-        if !ops.is_empty() && self.tx.send(Request::Write { ops, done: None }).is_err() {
+        if ops.is_empty() {
+            return;
+        }
+        self.shared.in_flight.fetch_add(1, Ordering::AcqRel);
+        if self.tx.send(Request::Write { ops, done: None }).is_err() {
+            self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
             tracing::error!(path = %self.path.display(), "commit writer gone before startup cleanup");
         }
     }
@@ -593,6 +643,9 @@ fn run(db: Database, rx: mpsc::Receiver<Request>, shared: Arc<Shared>) {
 fn write_batch(db: &Database, writes: &mut Vec<(Vec<PersistOp>, Option<Reply>)>, shared: &Shared) {
     let result = if shared.failed.load(Ordering::Acquire) {
         Err(None)
+    } else if writes.iter().all(|(ops, _)| ops.is_empty()) {
+        // Only barriers: everything queued before them is already durable.
+        Ok(())
     } else {
         let watch = crate::clock::Stopwatch::start();
         let r = commit(db, writes);
@@ -609,14 +662,17 @@ fn write_batch(db: &Database, writes: &mut Vec<(Vec<PersistOp>, Option<Reply>)>,
             Some(Arc::new(e))
         })
     };
-    if result.is_ok() {
+    let ops: usize = writes.iter().map(|(o, _)| o.len()).sum();
+    if result.is_ok() && ops > 0 {
         let n = writes.len() as u64;
-        let ops: usize = writes.iter().map(|(o, _)| o.len()).sum();
         shared.transactions.fetch_add(1, Ordering::Relaxed);
         shared.requests.fetch_add(n, Ordering::Relaxed);
         shared.ops.fetch_add(ops as u64, Ordering::Relaxed);
         shared.largest_txn.fetch_max(n, Ordering::Relaxed);
     }
+    shared
+        .in_flight
+        .fetch_sub(writes.len() as u64, Ordering::AcqRel);
     for (_, done) in writes.drain(..) {
         if let Some(done) = done {
             let reply = match &result {

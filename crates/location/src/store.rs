@@ -140,6 +140,12 @@ impl Location {
     /// AoR, or with an empty contact, refuse the whole batch
     /// ([`StoreError::Invalid`]; nothing is applied), as does an unhealthy or
     /// closed store (`f` still runs, so its result is returned).
+    ///
+    /// Never blocks on the disk: when the commit queue is full the batch is
+    /// refused with [`StoreError::Overloaded`] before memory changes. With
+    /// no ops the commit still waits for writes queued earlier (a
+    /// retransmission or query must not confirm state that is not yet on
+    /// disk); it is immediate when nothing is in flight.
     pub fn update<R>(&self, aor: &str, f: impl FnOnce(&[Binding]) -> (R, Vec<Op>)) -> (R, Commit) {
         let now = self.clock.now();
         let mut shard = self.table.lock(aor);
@@ -148,7 +154,7 @@ impl Location {
             f(&live)
         };
         if ops.is_empty() {
-            return (r, Commit::done());
+            return (r, self.writer.barrier());
         }
         if let Err(reason) = validate_ops(aor, &ops) {
             return (r, Commit::failed(StoreError::Invalid { reason }));
@@ -156,14 +162,40 @@ impl Location {
         if let Some(e) = self.writer.refusal() {
             return (r, Commit::failed(e));
         }
+        // Merge against the table (and earlier ops of this batch) without
+        // touching it, queue the rows, and only then apply: a refused queue
+        // leaves memory exactly as it was.
         let mut rows = Vec::with_capacity(ops.len());
+        let mut staged: Vec<(String, Entry)> = Vec::with_capacity(ops.len());
         for op in ops {
             let Some(change) = self.stamp(&shard, aor, op, now) else {
                 continue;
             };
-            self.merge_into(&mut shard, &change, &mut rows);
+            let current = staged
+                .iter()
+                .rev()
+                .find(|(c, _)| *c == change.contact)
+                .map(|(_, e)| e)
+                .or_else(|| shard.get(aor, &change.contact));
+            if let (_, Some(entry)) = merge(current, &change) {
+                rows.push(PersistOp::PutBinding {
+                    key: codec::binding_key(aor, &change.contact),
+                    value: codec::encode_entry(aor, &change.contact, &entry),
+                });
+                staged.push((change.contact, entry));
+            }
         }
-        let commit = self.writer.submit(rows);
+        if rows.is_empty() {
+            // Only removals of contacts the table does not hold.
+            return (r, self.writer.barrier());
+        }
+        let commit = match self.writer.try_submit(rows) {
+            Ok(c) => c,
+            Err(e) => return (r, Commit::failed(e)),
+        };
+        for (contact, entry) in staged {
+            shard.put(aor, &contact, Some(entry), self.table.counts());
+        }
         drop(shard);
         (r, commit)
     }

@@ -1,15 +1,18 @@
 //! Digest authentication of REGISTER (RFC 7616, accepting RFC 2617 and
 //! RFC 2069 clients; RFC 3261 §22).
 //!
-//! - Challenges: a 401 carries two `WWW-Authenticate` fields, SHA-256 first
-//!   and then MD5 (RFC 7616 §3.7: in order of preference; RFC 8760 brings
-//!   SHA-256 to SIP), both with `qop="auth"` and the same stateless nonce
+//! - Challenges: a 401 carries one `WWW-Authenticate` field per configured
+//!   algorithm, in the configured order (RFC 7616 §3.7: in order of
+//!   preference; RFC 8760 brings SHA-256 to SIP; MD5 first by default, as
+//!   many UAs answer only the first), all with `qop="auth"` and the same stateless nonce
 //!   ([`crate::nonce`]); `stale=true` when the client only needs a new
 //!   nonce. No `opaque`: the nonce already carries all the state.
 //! - Accepted: `algorithm=MD5` (also when absent, RFC 7616 §3.4) and
-//!   `SHA-256`; `qop=auth` with nonce-count replay protection; and no qop at
-//!   all (RFC 2069 style, still sent by old phones), which has no nonce
-//!   count, so its only replay limit is the nonce lifetime. `-sess`
+//!   `SHA-256`, each only when configured in `auth.algorithms`; `qop=auth`
+//!   with nonce-count replay protection. A response without qop (RFC 2069
+//!   style) is refused with 400: the challenge offered qop, which makes it
+//!   mandatory (RFC 2617 §3.2.2), and it would have no nonce count, so a
+//!   captured header could be replayed for the whole nonce lifetime. `-sess`
 //!   algorithms and `auth-int` are not offered and are refused.
 //! - Subscribers are looked up by the credentials' username and the AoR
 //!   domain (then the realm, for deployments whose realm names the domain)
@@ -132,8 +135,9 @@ pub fn realm_for(cfg: &AuthConfig, to: &NameAddr<'_>) -> String {
     }
 }
 
-/// The `WWW-Authenticate` fields of a 401, SHA-256 first (RFC 7616 §3.7),
-/// sharing one fresh nonce minted at `now` from `random`.
+/// The `WWW-Authenticate` fields of a 401, one per algorithm in the given
+/// order (RFC 7616 §3.7: preferred first), sharing one fresh nonce minted at
+/// `now` from `random`.
 pub fn challenges(
     realm: &str,
     secret: &[u8],
@@ -216,7 +220,7 @@ pub fn authenticate(
         .filter(|alg| a.config.algorithms.contains(alg))
         .ok_or(RegisterError::UnsupportedDigest)?;
     let qop = match creds.qop.as_deref() {
-        None => None,
+        None => return Err(RegisterError::MissingQop),
         Some(q) if q.eq_ignore_ascii_case("auth") => {
             let (Some(nc), Some(cnonce)) = (creds.nc.as_deref(), creds.cnonce.as_deref()) else {
                 return Err(RegisterError::MalformedCredentials);
@@ -263,21 +267,22 @@ pub fn authenticate(
     if checked.is_stale(a.now, ttl) {
         return Err(RegisterError::StaleNonce);
     }
-    // Counted only after the response checked out, so a forger cannot burn
-    // a legitimate client's counts.
-    if let Some((_, _, _, count)) = qop {
-        match a.counts.check(&checked, count, a.now, ttl) {
-            NcVerdict::Accepted => {}
-            NcVerdict::Replay => return Err(RegisterError::NonceReplay),
-            NcVerdict::Forgotten => return Err(RegisterError::StaleNonce),
-        }
-    }
     // RFC 3261 §10.3 step 4.
     if a.config.match_aor {
         let user_ok = to.uri.user.as_deref() == Some(username);
         let domain_ok = subscriber.domain.eq_ignore_ascii_case(&domain);
         if !user_ok || !domain_ok {
             return Err(RegisterError::UserMismatch);
+        }
+    }
+    // Counted only after the response checked out (and the user may
+    // register this AoR), so a forger cannot burn
+    // a legitimate client's counts.
+    if let Some((_, _, _, count)) = qop {
+        match a.counts.check(&checked, count, a.now, ttl) {
+            NcVerdict::Accepted => {}
+            NcVerdict::Replay => return Err(RegisterError::NonceReplay),
+            NcVerdict::Forgotten => return Err(RegisterError::StaleNonce),
         }
     }
     Ok(subscriber)

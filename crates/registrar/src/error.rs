@@ -6,7 +6,7 @@
 //! These are request errors: they only produce replies. A storage failure
 //! that breaks the durability promise is not one of them; the store reports
 //! it through `Location::healthy` and the commit, and the transport answers
-//! the prepared 500 ([`crate::Action::ReplyAfterCommit`]).
+//! the prepared 503 ([`crate::Action::ReplyAfterCommit`]).
 
 use regmesh_sip::ParseError;
 
@@ -87,6 +87,12 @@ pub enum RegisterError {
     /// chosen qop needs (RFC 7616 §3.4).
     #[error("malformed credentials")]
     MalformedCredentials,
+    /// A digest response without `qop` (RFC 2069 style) to a challenge that
+    /// offered `qop="auth"`: RFC 2617 §3.2.2 requires the directive then,
+    /// and without it there is no nonce count, so a captured header could
+    /// be replayed for the nonce's whole lifetime.
+    #[error("digest response without qop")]
+    MissingQop,
     /// `algorithm` or `qop` that this server did not offer (RFC 7616 §3.4).
     #[error("unsupported digest algorithm or qop")]
     UnsupportedDigest,
@@ -115,8 +121,11 @@ pub enum RegisterError {
     /// (RFC 3261 §10.3 step 4).
     #[error("authenticated user does not match the AoR")]
     UserMismatch,
-    /// The location store is unhealthy (a commit failed): no new 200 OK may
-    /// be promised until an operator has looked.
+    /// The location store cannot make the change durable now: a commit
+    /// failed (no 200 OK may be promised until an operator has looked) or
+    /// its queue is full. Answered 503 with Retry-After (RFC 3261 §21.5.4):
+    /// the UA may try another node of the cluster, which is what both cases
+    /// want.
     #[error("location store unavailable")]
     StoreUnavailable,
 }
@@ -132,6 +141,7 @@ impl RegisterError {
             | Self::InvalidRegId
             | Self::OutOfOrder { .. }
             | Self::MalformedCredentials
+            | Self::MissingQop
             | Self::DigestUriMismatch => 400,
             Self::MissingCredentials
             | Self::UnsupportedDigest
@@ -144,7 +154,7 @@ impl RegisterError {
             Self::UnsupportedScheme { .. } => 416,
             Self::BadExtension { .. } => 420,
             Self::IntervalTooBrief { .. } => 423,
-            Self::StoreUnavailable => 500,
+            Self::StoreUnavailable => 503,
         }
     }
 
@@ -159,6 +169,7 @@ impl RegisterError {
             Self::InvalidRegId => "Bad Request - Malformed reg-id",
             Self::OutOfOrder { .. } => "Bad Request - CSeq out of order",
             Self::MalformedCredentials => "Bad Request - Malformed Authorization",
+            Self::MissingQop => "Bad Request - Digest Response Without qop",
             Self::DigestUriMismatch => "Bad Request - Digest uri Mismatch",
             Self::MissingCredentials
             | Self::UnsupportedDigest
@@ -172,7 +183,7 @@ impl RegisterError {
             Self::UnsupportedScheme { .. } => "Unsupported URI Scheme",
             Self::BadExtension { .. } => "Bad Extension",
             Self::IntervalTooBrief { .. } => "Interval Too Brief",
-            Self::StoreUnavailable => "Server Internal Error",
+            Self::StoreUnavailable => "Service Unavailable",
         }
     }
 
@@ -188,7 +199,7 @@ impl RegisterError {
 
     /// Headers the reply needs beyond the copied ones (RFC 3261 §20.23
     /// `Min-Expires` in 423, §20.40 `Unsupported` in 420, §20.33
-    /// `Retry-After` in a 500 the client may retry).
+    /// `Retry-After` in a 503 the client may retry).
     pub fn extra_headers(&self) -> Vec<(&'static str, String)> {
         match self {
             Self::IntervalTooBrief { min_expires } => {
@@ -216,7 +227,7 @@ impl From<ParseError> for RegisterError {
     }
 }
 
-/// Seconds a client is told to wait after a 500 caused by the store.
+/// Seconds a client is told to wait after a 503 caused by the store.
 pub(crate) const RETRY_AFTER_SECS: u32 = 30;
 
 #[cfg(test)]

@@ -93,6 +93,7 @@ impl Registrar {
         };
         if self.auth.enabled
             && let Err(e) = self.authenticate(req, &checked, now)
+            && !(e == RegisterError::NonceReplay && self.already_applied(&checked))
         {
             let extra = if e.is_challenge() {
                 let realm = realm_for(&self.auth, &checked.to);
@@ -137,12 +138,30 @@ impl Registrar {
                 }
             }
         }
-        if changed {
+        // Even with no change (a retransmission, a query) the answer waits
+        // for writes of this AoR still in flight: it must not confirm a
+        // binding that is not yet on disk.
+        if !changed && commit.is_immediate() {
+            Action::Reply(response)
+        } else {
             let fail = error_response(req, source, tag, &RegisterError::StoreUnavailable, &[]);
             Action::ReplyAfterCommit(response, commit, fail)
-        } else {
-            Action::Reply(response)
         }
+    }
+
+    /// True when a binding of the AoR was written by this very request
+    /// (same Call-ID and CSeq): a retransmission. With auth on, its
+    /// credentials repeat a nonce count that was already accepted; RFC 3261
+    /// §10.3 step 7 still wants it answered like the original (200, current
+    /// bindings, no change) rather than challenged. Only consulted after the
+    /// digest proved correct for an allowed user (`NonceReplay` is decided
+    /// last), so it opens nothing to a forger; `register` then sees the
+    /// equal CSeq and changes nothing.
+    fn already_applied(&self, checked: &Checked<'_>) -> bool {
+        self.location
+            .lookup(&checked.aor)
+            .iter()
+            .any(|b| b.call_id == checked.call_id && b.cseq == checked.cseq)
     }
 
     fn authenticate(

@@ -107,7 +107,8 @@ pub struct LocalSocket {
 pub enum Action {
     /// Send these bytes back now.
     Reply(Vec<u8>),
-    /// Send these bytes back once the commit is durable; if the commit fails, send a 500 instead.
+    /// Send these bytes back once the commit is durable; if the commit fails
+    /// (or was refused at once), send the third element (a 503) instead.
     ReplyAfterCommit(Vec<u8>, Commit, Vec<u8>),
     /// Send nothing (ACK, responses, unanswerable garbage).
     Drop,

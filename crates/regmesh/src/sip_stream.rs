@@ -140,7 +140,7 @@ async fn write_replies<W: AsyncWrite + Unpin>(
             Reply::AfterCommit(ok, commit, failed) => match commit.wait().await {
                 Ok(()) => ok,
                 Err(e) => {
-                    tracing::error!(error = %e, "commit failed; answering 500");
+                    tracing::error!(error = %e, "commit failed; answering 503");
                     failed
                 }
             },

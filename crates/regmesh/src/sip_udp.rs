@@ -76,7 +76,7 @@ async fn recv_loop(sock: Arc<UdpSocket>, local: LocalSocket, shared: Arc<SipShar
                     let bytes = match commit.wait().await {
                         Ok(()) => ok,
                         Err(e) => {
-                            error!(error = %e, "commit failed; answering 500");
+                            error!(error = %e, "commit failed; answering 503");
                             failed
                         }
                     };

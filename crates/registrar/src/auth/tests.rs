@@ -256,13 +256,15 @@ fn md5_and_sha256_with_qop_auth_are_accepted() {
 }
 
 #[test]
-fn rfc2069_clients_without_qop_are_accepted() {
-    // No qop, no nc: replay is limited by the nonce lifetime only (module doc).
+fn responses_without_qop_are_refused() {
+    // RFC 2617 §3.2.2: qop was offered, so it must be used; without it a
+    // captured header would be replayable for the nonce's lifetime.
     let counts = NonceCounts::default();
     let mut c = client(fresh_nonce());
     c.qop = None;
-    check(&c, &counts).expect("first");
-    check(&c, &counts).expect("reused within the lifetime");
+    let e = check(&c, &counts).expect_err("no qop");
+    assert_eq!(e, RegisterError::MissingQop);
+    assert_eq!(e.status(), 400);
     assert!(counts.is_empty());
 }
 

@@ -80,7 +80,7 @@ fn register_waits_for_durability_then_lookup_redirects() {
     commit.wait_blocking().expect("durable");
     assert_eq!(resp(&ok).status, 200);
     let f = resp(&fail);
-    assert_eq!((f.status, f.reason), (500, "Server Internal Error"));
+    assert_eq!((f.status, f.reason), (503, "Service Unavailable"));
     assert_eq!(f.headers.get("Retry-After"), Some("30"));
     let stored = n.registrar.location.lookup("alice@example.com");
     assert_eq!(stored.len(), 1);
@@ -219,6 +219,12 @@ fn digest_auth_challenge_then_accept() {
     assert_eq!(n.registrar.location.lookup("alice@example.com").len(), 1);
     assert_eq!(n.registrar.stats.tracked_nonces(), 1);
 
+    // A retransmission of the authorised request (same bytes, same nc) gets
+    // the same 200 (RFC 3261 §10.3 step 7), not a challenge, and changes nothing.
+    let before = n.registrar.location.lookup("alice@example.com");
+    assert_eq!(resp(&n.reply(&second)).status, 200);
+    assert_eq!(n.registrar.location.lookup("alice@example.com"), before);
+
     // The same credentials again are a replay: a fresh challenge, nothing changes.
     let replay = reg()
         .cseq(3)
@@ -254,7 +260,8 @@ fn digest_auth_challenge_then_accept() {
 
     assert_eq!(n.stat("auth_challenges"), 4);
     assert_eq!(n.stat("auth_failures"), 2);
-    assert_eq!(n.stat("accepted_regs"), 1);
+    // The original and its retransmission.
+    assert_eq!(n.stat("accepted_regs"), 2);
     assert_eq!(n.stat("rejected_regs"), 0);
 }
 
@@ -273,12 +280,12 @@ fn to_tag_is_stable_per_call_id_and_from_tag() {
 }
 
 #[test]
-fn unhealthy_store_answers_500_with_retry_after() {
+fn unhealthy_store_answers_503_with_retry_after() {
     let n = node_with(false);
     n.registrar.location.close().expect("close");
     let r = n.reply(&reg().contact("<sip:a@b>").build());
     let r = resp(&r);
-    assert_eq!((r.status, r.reason), (500, "Server Internal Error"));
+    assert_eq!((r.status, r.reason), (503, "Service Unavailable"));
     assert_eq!(r.headers.get("Retry-After"), Some("30"));
     assert_eq!(n.stat("rejected_regs"), 1);
 }
