@@ -8,6 +8,7 @@
 mod auth;
 mod bench;
 mod durability;
+mod ipv6;
 mod malformed;
 mod metrics;
 mod rpc;

@@ -215,7 +215,16 @@ impl Registrar {
                     bump(&self.stats.bad_messages);
                 }
             }
-            Disposition::Options => bump(&self.stats.options),
+            Disposition::Options => {
+                bump(&self.stats.options);
+                // A load balancer's health check must see a node that
+                // cannot make registrations durable as down (RFC 3261
+                // §21.5.4), or it keeps sending REGISTERs that get 503.
+                if !self.location.healthy() {
+                    let e = RegisterError::StoreUnavailable;
+                    return Action::Reply(error_response(req, source, tag, &e, &[]));
+                }
+            }
             Disposition::TooManyHops | Disposition::NoTransaction => {}
             Disposition::Redirected(_) => {
                 bump(&self.stats.lookups);

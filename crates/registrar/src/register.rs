@@ -530,7 +530,10 @@ fn diff(before: &[&Binding], after: &[Slot], aor: &str) -> Vec<Op> {
 pub(crate) fn contact_value(b: &Binding, now: Timestamp, with_expires: bool) -> String {
     let mut v = format!("<{}>", b.contact);
     if with_expires {
-        v.push_str(&format!(";expires={}", b.expires.secs_remaining(now)));
+        // delta-seconds is at most 2^32-1 (RFC 3261 §25.1); a permanent
+        // binding (provisioned through RPC) says so rather than overflow.
+        let remaining = b.expires.secs_remaining(now).min(u64::from(u32::MAX));
+        v.push_str(&format!(";expires={remaining}"));
     }
     if let Some(q) = b.q {
         v.push_str(";q=");

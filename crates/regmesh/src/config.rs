@@ -19,7 +19,7 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ConfigError {
     /// TOML syntax error or unknown key (serde's message names the key).
-    #[error("{0}")]
+    #[error(transparent)]
     Parse(#[from] toml::de::Error),
     /// A value breaks a rule.
     #[error("invalid value for `{key}`: {rule}")]
@@ -315,7 +315,13 @@ impl RawConfig {
             return Err(invalid("sip.max_connections", "must be at least 1"));
         }
         let idle_timeout = parse_duration(&self.sip.idle_timeout)
-            .ok_or_else(|| invalid("sip.idle_timeout", "a duration such as \"300s\" or \"5m\""))?;
+            .filter(|d| d.as_secs() >= 1)
+            .ok_or_else(|| {
+                invalid(
+                    "sip.idle_timeout",
+                    "a duration of at least 1s, such as \"300s\" or \"5m\"",
+                )
+            })?;
 
         let r = &self.registrar;
         if r.default_expires == 0 {
@@ -443,6 +449,12 @@ impl RawConfig {
         } else {
             Some(self.node.data_dir.join(&self.rpc.socket))
         };
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(invalid(
+                "log.level",
+                "a level (error, warn, info, debug, trace) or a tracing filter such as \"info,regmesh=debug\"",
+            ));
+        }
         let log_format = match self.log.format.as_str() {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
@@ -465,6 +477,22 @@ impl RawConfig {
             log_format,
             raw: self,
         })
+    }
+}
+
+impl Config {
+    /// The effective configuration as TOML for `--check-config`, with
+    /// secrets (`auth.secret`, `rpc.token`) replaced by `"<redacted>"`.
+    pub(crate) fn effective_toml(&self) -> Result<String, toml::ser::Error> {
+        let mut raw = self.raw.clone();
+        let hide = |v: &mut Option<String>| {
+            if v.is_some() {
+                *v = Some("<redacted>".into());
+            }
+        };
+        hide(&mut raw.auth.secret);
+        hide(&mut raw.rpc.token);
+        toml::to_string_pretty(&raw)
     }
 }
 

@@ -67,7 +67,18 @@ fn main() -> ExitCode {
                 }
             };
             if check_config {
-                match toml::to_string_pretty(&cfg.raw) {
+                // The certificate and key are part of the configuration:
+                // check they load, as `serve` would.
+                if let Some(tls) = cfg.tls.as_ref().filter(|_| {
+                    cfg.listen
+                        .iter()
+                        .any(|l| l.transport == regmesh_sip::Transport::Tls)
+                }) && let Err(e) = sip_stream::tls_acceptor(&tls.cert, &tls.key)
+                {
+                    eprintln!("regmesh: configuration error: {e:#}");
+                    return ExitCode::from(EX_USAGE);
+                }
+                match cfg.effective_toml() {
                     Ok(text) => {
                         println!("# configuration is valid; effective values:\n{text}");
                         return ExitCode::SUCCESS;

@@ -38,8 +38,10 @@ fn init_logging(cfg: &Config) -> anyhow::Result<()> {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&cfg.log_level))
         .with_context(|| format!("invalid log.level `{}`", cfg.log_level))?;
+    use std::io::IsTerminal as _;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let result = match cfg.log_format {
         LogFormat::Text => builder.try_init(),
@@ -140,11 +142,9 @@ async fn serve(cfg: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
                 sip_udp::spawn(Arc::new(sock), local, shared.clone());
             }
             Transport::Tcp | Transport::Tls => {
-                let listener = tokio::net::TcpListener::bind(l.addr)
-                    .await
-                    .with_context(|| {
-                        format!("binding SIP {}:{}", proto_name(l.transport), l.addr)
-                    })?;
+                let listener = sip_stream::bind(l.addr).with_context(|| {
+                    format!("binding SIP {}:{}", proto_name(l.transport), l.addr)
+                })?;
                 let addr = listener.local_addr()?;
                 bound.push((l.transport, addr));
                 info!(transport = proto_name(l.transport), %addr, "listening");
@@ -221,11 +221,13 @@ async fn serve(cfg: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
             }
             let _ = tx.send(r);
         });
-        // Give the socket a moment to appear; a bind failure returns at once.
+        // Ready means answering: wait until a connection succeeds (a stale
+        // file left by a killed node exists before the new socket is bound).
+        // A bind failure returns at once.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         let mut rx = rx;
         loop {
-            if path.exists() {
+            if tokio::net::UnixStream::connect(&path).await.is_ok() {
                 break;
             }
             if let Ok(r) = rx.try_recv() {
@@ -289,6 +291,8 @@ async fn serve(cfg: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
     info!("ready");
 
     wait_for_signal().await;
+    // /health says 503 from here on, so a load balancer stops sending.
+    ready.store(false, Ordering::Release);
     info!("shutting down: no new requests; draining in-flight commits");
     cancel.cancel();
     tracker.close();

@@ -17,6 +17,9 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
+/// A reply that cannot be written within this long closes the connection.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A TLS handshake that takes longer than this is abandoned.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -49,6 +52,21 @@ pub(crate) fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAccepto
     .with_single_cert(chain, key)
     .context("sip.tls: certificate and key do not form a usable pair")?;
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Bind a TCP listener; an IPv6 one is IPv6-only, so `tcp:0.0.0.0:5060`
+/// and `tcp:[::]:5060` can be configured side by side, as for UDP.
+pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    sock.set_reuse_address(true)?;
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(1024)?;
+    TcpListener::from_std(sock.into())
 }
 
 /// Accept connections until cancelled; at most `max_conns` at once (the
@@ -102,6 +120,27 @@ pub(crate) async fn accept_loop(
     }
 }
 
+/// `513 Message Too Large` (RFC 3261 §21.5.14) for an oversized stream
+/// message: with the request's Via, From, To, Call-ID and CSeq when its head
+/// can be salvaged, so the client can match it; bare otherwise.
+fn too_large(head: &[u8], source: Source) -> Vec<u8> {
+    let salvaged = regmesh_sip::salvage(head).filter(|r| {
+        r.top_via().is_ok()
+            && r.cseq().is_ok()
+            && r.call_id().is_ok()
+            && r.from().is_ok()
+            && r.to().is_ok()
+    });
+    match salvaged {
+        Some(req) => {
+            let tag = regmesh_registrar::to_tag(&req);
+            regmesh_sip::ResponseBuilder::new(&req, Some(source), 513, "Message Too Large", &tag)
+                .finish(None, &[])
+        }
+        None => b"SIP/2.0 513 Message Too Large\r\nContent-Length: 0\r\n\r\n".to_vec(),
+    }
+}
+
 /// Replies a connection has queued, in request order.
 enum Reply {
     /// Bytes ready to write.
@@ -145,9 +184,12 @@ async fn write_replies<W: AsyncWrite + Unpin>(
                 }
             },
         };
-        if wr.write_all(&bytes).await.is_err() {
-            // The peer is gone: stop reading replies; the reader sees the
-            // closed channel and stops too.
+        // A peer that stops reading must not pin the connection (and its
+        // `max_connections` permit) forever.
+        let written = tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(&bytes)).await;
+        if !matches!(written, Ok(Ok(()))) {
+            // The peer is gone or stuck: stop; dropping `rx` makes the
+            // reader's next send fail, so it stops too.
             return;
         }
     }
@@ -193,11 +235,7 @@ async fn read_requests<R: AsyncRead + Unpin>(
                 Err(ParseError::TooLarge) => {
                     shared.counters.oversize.fetch_add(1, Ordering::Relaxed);
                     debug!(%peer, "stream message over the size limit; closing");
-                    let _ = tx
-                        .send(Reply::Now(
-                            b"SIP/2.0 513 Message Too Large\r\nContent-Length: 0\r\n\r\n".to_vec(),
-                        ))
-                        .await;
+                    let _ = tx.send(Reply::Now(too_large(&buf[start..], source))).await;
                     return;
                 }
                 Err(e) => {
@@ -207,10 +245,15 @@ async fn read_requests<R: AsyncRead + Unpin>(
                     return;
                 }
             };
-            if let Some(r) = reply
-                && tx.send(r).await.is_err()
-            {
-                return;
+            if let Some(r) = reply {
+                let sent = tokio::select! {
+                    biased;
+                    _ = shared.cancel.cancelled() => return,
+                    s = tx.send(r) => s,
+                };
+                if sent.is_err() {
+                    return;
+                }
             }
         }
         if start > 0 {

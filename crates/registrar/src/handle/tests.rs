@@ -282,7 +282,19 @@ fn to_tag_is_stable_per_call_id_and_from_tag() {
 #[test]
 fn unhealthy_store_answers_503_with_retry_after() {
     let n = node_with(false);
+    let ok = n.reply(&request("OPTIONS", "sip:example.com", &[]));
+    assert_eq!(
+        resp(&ok).status,
+        200,
+        "a healthy node answers health checks"
+    );
     n.registrar.location.close().expect("close");
+    let down = n.reply(&request("OPTIONS", "sip:example.com", &[]));
+    assert_eq!(
+        resp(&down).status,
+        503,
+        "OPTIONS health checks see the store down"
+    );
     let r = n.reply(&reg().contact("<sip:a@b>").build());
     let r = resp(&r);
     assert_eq!((r.status, r.reason), (503, "Service Unavailable"));

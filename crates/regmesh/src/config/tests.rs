@@ -85,6 +85,8 @@ fn rules_name_their_key() {
         ("[rpc]\nlisten = \"0.0.0.0:9060\"", "rpc.token"),
         ("[rpc]\nlisten = \"nonsense\"", "rpc.listen"),
         ("[log]\nformat = \"xml\"", "log.format"),
+        ("[log]\nlevel = \"regmesh=loud\"", "log.level"),
+        ("[sip]\nidle_timeout = \"0s\"", "sip.idle_timeout"),
         ("[auth]\nalgorithms = []", "auth.algorithms"),
         ("[auth]\nalgorithms = [\"SHA-512\"]", "auth.algorithms"),
         ("[auth]\nalgorithms = [\"MD5\", \"md5\"]", "auth.algorithms"),
@@ -105,6 +107,18 @@ fn non_loopback_rpc_with_token_is_accepted() {
             .and_then(RawConfig::validate)
             .expect("valid");
     assert_eq!(c.rpc_token.as_deref(), Some("0123456789abcdef0123"));
+}
+
+#[test]
+fn check_config_output_hides_secrets() {
+    let c = RawConfig::from_toml(
+        "[auth]\nsecret = \"a-very-secret-nonce-key\"\n[rpc]\ntoken = \"a-very-secret-rpc-token\"",
+    )
+    .and_then(RawConfig::validate)
+    .expect("valid");
+    let text = c.effective_toml().expect("serializes");
+    assert!(!text.contains("a-very-secret"), "{text}");
+    assert!(text.contains("<redacted>"), "{text}");
 }
 
 #[test]
