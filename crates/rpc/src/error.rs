@@ -83,6 +83,12 @@ pub enum RpcError {
         /// The store's error (boxed: it is large, and rare).
         source: Box<StoreError>,
     },
+    /// A handler's worker task failed (-32603); nothing was changed.
+    #[error("Internal error: {what}")]
+    Internal {
+        /// What was being done.
+        what: &'static str,
+    },
     /// The HTTP request lacks the configured bearer token (-32001, HTTP 401).
     #[error("Unauthorized: a valid bearer token is required")]
     Unauthorized,
@@ -101,7 +107,7 @@ impl RpcError {
             | Self::InvalidParam { .. }
             | Self::UnknownParam { .. }
             | Self::TooManyParams { .. } => -32602,
-            Self::Store { .. } => -32603,
+            Self::Store { .. } | Self::Internal { .. } => -32603,
             Self::Unauthorized => -32001,
             Self::AorNotFound | Self::ContactNotFound | Self::SubscriberNotFound => 404,
             Self::SubscriberExists => 409,
@@ -126,6 +132,7 @@ impl RpcError {
             | Self::SubscriberNotFound
             | Self::SubscriberExists
             | Self::Store { .. }
+            | Self::Internal { .. }
             | Self::Unauthorized => None,
         }
     }

@@ -301,3 +301,54 @@ fn unhealthy_store_answers_503_with_retry_after() {
     assert_eq!(r.headers.get("Retry-After"), Some("30"));
     assert_eq!(n.stat("rejected_regs"), 1);
 }
+
+mod no_panic {
+    //! Anything from the network, mutated valid requests included, gets an
+    //! answer or is dropped; it never panics the registrar (issue: "No
+    //! input from the network can panic the process").
+    use super::*;
+    use proptest::prelude::*;
+
+    fn mutate(base: &[u8], edits: &[(usize, u8)], cut: usize) -> Vec<u8> {
+        let mut b = base.to_vec();
+        for &(i, v) in edits {
+            if !b.is_empty() {
+                let i = i % b.len();
+                b[i] = v;
+            }
+        }
+        b.truncate(cut.max(1).min(b.len()));
+        b
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let n = node_with(true);
+            let _ = n.send(&bytes);
+        }
+
+        #[test]
+        fn mutated_registers_never_panic(
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..6),
+            cut in 1usize..2000,
+            auth in any::<bool>(),
+        ) {
+            let n = node_with(auth);
+            let base = reg()
+                .contact("<sip:alice@192.0.2.10:5062>;expires=60;q=0.5;+sip.instance=\"<urn:uuid:1>\";reg-id=1")
+                .header("Path: <sip:edge.example.com;lr>")
+                .header("Supported: path, outbound")
+                .build();
+            let bytes = mutate(&base, &edits, cut);
+            if let Action::ReplyAfterCommit(_, commit, _) = n.send(&bytes) {
+                let _ = commit.wait_blocking();
+            }
+            // Other methods go through the redirect path.
+            let other = mutate(&request("INVITE", "sip:alice@example.com", &[]), &edits, cut);
+            let _ = n.send(&other);
+        }
+    }
+}

@@ -148,7 +148,7 @@ pub(crate) async fn call(
         .ok_or_else(|| RpcError::method_not_found(method))?;
     let p = &params;
     match m.kind {
-        Kind::UlDump => ul::dump(ctx, p),
+        Kind::UlDump => ul::dump(ctx, p).await,
         Kind::UlLookup => ul::lookup(ctx, p),
         Kind::UlRm => ul::rm(ctx, p).await,
         Kind::UlRmContact => ul::rm_contact(ctx, p).await,

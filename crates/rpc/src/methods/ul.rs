@@ -46,7 +46,11 @@ const SLOTS: u32 = 1024;
 /// Brief: the same, with each AoR as `{"AoR":..,"Contacts":[{"Contact":
 /// {"Address":..,"Expires":..}}]}` (Kamailio's brief lists the AoR only; the
 /// extra key is ignored by its readers). AoRs are sorted.
-pub(crate) fn dump(ctx: &RpcContext, p: &Params<'_>) -> Result<Value, RpcError> {
+///
+/// The copy and the JSON are built on a blocking thread: at a million
+/// bindings that is hundreds of megabytes, which must not stall the async
+/// workers serving SIP and health checks meanwhile.
+pub(crate) async fn dump(ctx: &RpcContext, p: &Params<'_>) -> Result<Value, RpcError> {
     p.allow(1, &["mode"])?;
     let brief = match p.opt_string(0, "mode")?.as_deref() {
         None => false,
@@ -58,6 +62,15 @@ pub(crate) fn dump(ctx: &RpcContext, p: &Params<'_>) -> Result<Value, RpcError> 
             });
         }
     };
+    let ctx = ctx.clone();
+    tokio::task::spawn_blocking(move || build_dump(&ctx, brief))
+        .await
+        .map_err(|_| RpcError::Internal {
+            what: "the ul.dump worker failed",
+        })
+}
+
+fn build_dump(ctx: &RpcContext, brief: bool) -> Value {
     let now = ctx.location.clock().now();
     let mut all = ctx.location.dump();
     all.retain(|(_, bindings)| !bindings.is_empty());
@@ -83,7 +96,7 @@ pub(crate) fn dump(ctx: &RpcContext, p: &Params<'_>) -> Result<Value, RpcError> 
         })
         .collect();
     let max_slot = slots.iter().copied().max().unwrap_or(0);
-    Ok(json!({
+    json!({
         "Domains": [{
             "Domain": {
                 "Domain": TABLE,
@@ -92,7 +105,7 @@ pub(crate) fn dump(ctx: &RpcContext, p: &Params<'_>) -> Result<Value, RpcError> 
                 "Stats": {"Records": all.len(), "Max-Slots": max_slot},
             }
         }]
-    }))
+    })
 }
 
 /// `ul.lookup table AOR` → `{"AoR":..,"Contacts":[{"Contact":{..}}]}`; an AoR
