@@ -94,6 +94,73 @@ impl Clock for SystemClock {
     }
 }
 
+/// A timestamp broken down into UTC calendar fields (proleptic Gregorian),
+/// for the textual dates of SIP (`Date`, RFC 3261 §20.17) and of the RPC
+/// (`core.uptime`). Sub-seconds are dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UtcTime {
+    /// Year.
+    pub year: u64,
+    /// Month, 1..=12.
+    pub month: u64,
+    /// Day of the month, 1..=31.
+    pub day: u64,
+    /// Hour, 0..=23.
+    pub hour: u64,
+    /// Minute, 0..=59.
+    pub minute: u64,
+    /// Second, 0..=59.
+    pub second: u64,
+    /// Days since 1970-01-01 (a Thursday), for the weekday.
+    days: u64,
+}
+
+impl UtcTime {
+    /// `Mon` .. `Sun`.
+    pub fn weekday_name(&self) -> &'static str {
+        // 1970-01-01 was a Thursday.
+        const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+        DAYS[(self.days % 7) as usize]
+    }
+
+    /// `Jan` .. `Dec`.
+    pub fn month_name(&self) -> &'static str {
+        const MONTHS: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
+        MONTHS[((self.month + 11) % 12) as usize]
+    }
+}
+
+impl Timestamp {
+    /// The UTC calendar fields of this instant.
+    pub fn utc(self) -> UtcTime {
+        let secs = self.0 / 1000;
+        let days = secs / 86_400;
+        let rem = secs % 86_400;
+        // Era arithmetic: 400-year eras of 146 097 days, years starting in
+        // March so the leap day comes last.
+        let z = days + 719_468;
+        let era = z / 146_097;
+        let doe = z % 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + u64::from(month <= 2);
+        UtcTime {
+            year,
+            month,
+            day,
+            hour: rem / 3600,
+            minute: rem % 3600 / 60,
+            second: rem % 60,
+            days,
+        }
+    }
+}
+
 /// Measures how long something took, on the monotonic clock. Lives here
 /// because this module is the one place allowed to read clocks; used for
 /// the commit (fsync) latency metric, never for expiry or ordering.

@@ -4,47 +4,22 @@
 use regmesh_location::Timestamp;
 use std::fmt::Write as _;
 
-const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
-
 /// `Sat, 13 Nov 2010 23:29:00 GMT` for `t` (sub-second part dropped).
 pub fn rfc1123(t: Timestamp) -> String {
-    let secs = t.as_secs();
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (year, month, day) = civil_from_days(days);
+    let u = t.utc();
     let mut out = String::with_capacity(29);
-    // 1970-01-01 was a Thursday, hence WEEKDAYS starting there.
     let _ = write!(
         out,
         "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
-        WEEKDAYS[(days % 7) as usize],
-        day,
-        MONTHS[(month - 1) as usize],
-        year,
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
+        u.weekday_name(),
+        u.day,
+        u.month_name(),
+        u.year,
+        u.hour,
+        u.minute,
+        u.second
     );
     out
-}
-
-/// Proleptic Gregorian (year, month 1..=12, day 1..=31) of a day count since
-/// 1970-01-01, by the well-known era arithmetic (400-year eras of 146 097
-/// days, years starting in March so the leap day is last).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]

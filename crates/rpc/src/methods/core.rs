@@ -51,40 +51,17 @@ pub(crate) fn method_help(
 /// `ctime(3)` layout in UTC, without the trailing newline:
 /// `Www Mmm dd hh:mm:ss yyyy`, the day padded with a space.
 pub(crate) fn ctime(t: Timestamp) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let secs = t.as_secs();
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (year, month, day) = civil_from_days(days);
+    let u = t.utc();
     format!(
         "{} {} {:>2} {:02}:{:02}:{:02} {}",
-        DAYS[(days % 7) as usize],
-        MONTHS[(month - 1) as usize],
-        day,
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        year
+        u.weekday_name(),
+        u.month_name(),
+        u.day,
+        u.hour,
+        u.minute,
+        u.second,
+        u.year
     )
-}
-
-/// Days since 1970-01-01 → (year, month 1..=12, day 1..=31) in the
-/// proleptic Gregorian calendar (the era-based conversion: 400-year eras of
-/// 146097 days, years starting in March so the leap day comes last).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]
