@@ -141,6 +141,14 @@ fn too_large(head: &[u8], source: Source) -> Vec<u8> {
     }
 }
 
+/// Whether `bytes` hold an empty line (`\n\r\n` or `\n\n`): the end of a
+/// header section, or CRLF keep-alives; either way there is a frame to cut.
+fn has_head_end(bytes: &[u8]) -> bool {
+    bytes.windows(2).enumerate().any(|(i, w)| {
+        w[0] == b'\n' && (w[1] == b'\n' || (w[1] == b'\r' && bytes.get(i + 2) == Some(&b'\n')))
+    }) || bytes.starts_with(b"\r\n")
+}
+
 /// Replies a connection has queued, in request order.
 enum Reply {
     /// Bytes ready to write.
@@ -209,16 +217,30 @@ async fn read_requests<R: AsyncRead + Unpin>(
     };
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut start = 0usize;
+    // Bytes of `buf[start..]` known to hold no end of a header section: a
+    // peer dripping a header one byte per segment must not make each read
+    // rescan everything before it (quadratic CPU).
+    let mut no_head_end = 0usize;
     loop {
         // Handle every complete frame already buffered.
         loop {
+            let pending = buf.len() - start;
+            if no_head_end > 0
+                && pending <= shared.max_message_size
+                && !has_head_end(&buf[start + no_head_end.saturating_sub(3)..])
+            {
+                no_head_end = pending;
+                break;
+            }
             let reply = match regmesh_sip::frame(&buf[start..], shared.max_message_size) {
                 Ok(Frame::KeepAlive(n)) => {
                     start += n;
+                    no_head_end = 0;
                     // RFC 5626 §3.5.1: a double CRLF ping gets a single CRLF pong.
                     (n >= 4).then(|| Reply::Now(b"\r\n".to_vec()))
                 }
                 Ok(Frame::Message(n)) => {
+                    no_head_end = 0;
                     let action = shared
                         .registrar
                         .handle(&buf[start..start + n], source, local);
@@ -231,7 +253,12 @@ async fn read_requests<R: AsyncRead + Unpin>(
                         Action::Drop => None,
                     }
                 }
-                Err(ParseError::Incomplete) => break,
+                Err(ParseError::Incomplete) => {
+                    if !has_head_end(&buf[start..]) {
+                        no_head_end = pending;
+                    }
+                    break;
+                }
                 Err(ParseError::TooLarge) => {
                     shared.counters.oversize.fetch_add(1, Ordering::Relaxed);
                     debug!(%peer, "stream message over the size limit; closing");
@@ -273,5 +300,19 @@ async fn read_requests<R: AsyncRead + Unpin>(
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_head_end;
+
+    #[test]
+    fn head_end_is_an_empty_line() {
+        assert!(has_head_end(b"CSeq: 1 REGISTER\r\n\r\n"));
+        assert!(has_head_end(b"CSeq: 1 REGISTER\n\n"));
+        assert!(has_head_end(b"\r\n\r\n"));
+        assert!(!has_head_end(b"CSeq: 1 REGISTER\r\nTo: <sip:a@b>\r"));
+        assert!(!has_head_end(b"Via: SIP/2.0/TCP h"));
     }
 }
