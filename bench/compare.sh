@@ -1,30 +1,57 @@
 #!/usr/bin/env bash
 # regmesh beside Kamailio, in one run, on loopback.
 #
-#   bench/compare.sh                 # full run (about 15-25 minutes)
+#   bench/compare.sh                 # full run (about 20-30 minutes on 2 cores)
 #   QUICK=1 bench/compare.sh         # a few minutes, smaller steps
 #
-# Installs Kamailio from Debian if missing, builds regmesh (release), then
-# for each round and each rate step drives Kamailio (memory-only registrar,
-# bench/kamailio-registrar.cfg) and regmesh (production defaults: durable,
-# fsync before 200 OK) alternately with the same generator (`regmesh bench`)
-# and the same AoR set. Reports medians over rounds and regmesh/Kamailio
-# ratios as a markdown table on stdout; raw JSON lands in $OUT.
+# Installs Kamailio from Debian if missing, builds regmesh (release), then:
+#  1. the generator's own ceiling against `regmesh bench-responder` (a trivial
+#     UDP 200 responder), paced at every rate step and closed-loop;
+#  2. for each scenario (no auth, digest auth) and each round, steps the
+#     offered rate, driving Kamailio (memory-only registrar,
+#     bench/kamailio-registrar.cfg) and regmesh (production defaults: durable,
+#     fsync before 200 OK) alternately with the same generator (`regmesh
+#     bench`) and the same AoR set; then a closed-loop latency probe
+#     (`--rate 0 --window W`, no pacing) at a few windows;
+#  3. resident memory (PSS) per binding at $MILLION bindings for both, and
+#     regmesh's restart-to-serving time with those bindings on disk.
+# Reports medians over rounds and regmesh/Kamailio ratios as markdown on
+# stdout (bench/report.py); raw JSON lands in $OUT.
 # Every address used is on 127.0.0.1.
+#
+# Knobs (environment): QUICK, ROUNDS, RATES, RATES_AUTH, DUR, AORS, MILLION,
+# FILL_RATE, WINDOWS, SCENARIOS ("0 1"; 0 = no auth, 1 = digest auth),
+# CEILING (1), MEMORY (1), KWORKERS (2), GEN_NICE (19), OUT.
+#
+# Two measures keep the generator from distorting the servers on a small
+# machine (both apply to Kamailio and regmesh alike):
+#  - its paced mode busy-waits between sends, so it runs at `nice 19`: the
+#    server under test always gets the CPU first and the generator only
+#    soaks up what is left (GEN_NICE=0 to disable);
+#  - its sockets take the kernel's default receive buffer, so
+#    net.core.rmem_default is raised to 8 MB for the run (restored at exit);
+#    otherwise the generator itself drops answers (like SIPp without
+#    -buff_size). Both servers set their own buffers (Kamailio maxbuffer,
+#    regmesh 8 MB).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
-  ROUNDS=${ROUNDS:-1}; RATES=${RATES:-"5000 10000 20000"}; DUR=${DUR:-3s}
-  AORS=${AORS:-10000}; MILLION=${MILLION:-100000}
+  ROUNDS=${ROUNDS:-1}; RATES=${RATES:-"10000 30000 50000"}; RATES_AUTH=${RATES_AUTH:-"5000 10000 20000"}
+  DUR=${DUR:-3s}; AORS=${AORS:-10000}; MILLION=${MILLION:-100000}; WINDOWS=${WINDOWS:-"8 64"}
 else
-  ROUNDS=${ROUNDS:-3}; RATES=${RATES:-"5000 10000 15000 20000 30000 40000 60000"}; DUR=${DUR:-5s}
-  AORS=${AORS:-50000}; MILLION=${MILLION:-1000000}
+  ROUNDS=${ROUNDS:-3}
+  RATES=${RATES:-"10000 20000 30000 35000 40000 45000 50000 60000 70000 80000"}
+  RATES_AUTH=${RATES_AUTH:-"5000 10000 15000 20000 25000 30000 35000 40000 50000"}
+  DUR=${DUR:-5s}; AORS=${AORS:-50000}; MILLION=${MILLION:-1000000}; WINDOWS=${WINDOWS:-"2 8 32 128"}
 fi
+SCENARIOS=${SCENARIOS:-"0 1"}; CEILING=${CEILING:-1}; MEMORY=${MEMORY:-1}
+KWORKERS=${KWORKERS:-2}; GEN_NICE=${GEN_NICE:-19}; FILL_RATE=${FILL_RATE:-15000}
 PASSWORD=bench-password
-KPORT=5070; RPORT=5080; RPC=127.0.0.1:9080
+KPORT=5070; RPORT=5080; XPORT=5099; RPC=127.0.0.1:9080
 OUT=${OUT:-$(mktemp -d /tmp/regmesh-compare.XXXX)}
+mkdir -p "$OUT"
 echo "compare: results in $OUT" >&2
 
 command -v kamailio >/dev/null || {
@@ -33,26 +60,32 @@ command -v kamailio >/dev/null || {
 }
 cargo build --release -p regmesh >&2
 BIN=$PWD/target/release/regmesh
-# Both servers may ask for large UDP receive buffers (best effort).
-sysctl -qw net.core.rmem_max=16777216 net.core.wmem_max=16777216 2>/dev/null || true
 
-KPID=; RPID=
+# Large UDP buffers (best effort; see the header).
+RMEM_DEFAULT0=$(sysctl -n net.core.rmem_default 2>/dev/null || echo)
+sysctl -qw net.core.rmem_max=16777216 net.core.wmem_max=16777216 2>/dev/null || true
+sysctl -qw net.core.rmem_default=8388608 2>/dev/null ||
+  echo "compare: could not raise net.core.rmem_default; the generator may drop answers" >&2
+
+KPID=; RPID=; XPID=
 cleanup() {
   [ -n "$KPID" ] && kill "$KPID" 2>/dev/null || true
   [ -n "$RPID" ] && kill "$RPID" 2>/dev/null || true
+  [ -n "$XPID" ] && kill "$XPID" 2>/dev/null || true
   wait 2>/dev/null || true
+  [ -n "$RMEM_DEFAULT0" ] && sysctl -qw net.core.rmem_default="$RMEM_DEFAULT0" 2>/dev/null || true
 }
 trap cleanup EXIT
 
 wait_udp() { # port
   for _ in $(seq 1 100); do
-    ss -lun | grep -q ":$1 " && return 0
+    ss -lun | grep -q "127.0.0.1:$1 " && return 0
     sleep 0.1
   done
   echo "compare: nothing listens on udp $1" >&2; return 1
 }
 
-# utime+stime ticks of a process and all its children.
+# utime+stime ticks of a process, its threads and its child processes.
 cpu_ticks() {
   local total=0 p
   for p in $1 $(pgrep -P "$1" || true); do
@@ -73,15 +106,19 @@ pss_kib() {
 }
 
 start_kamailio() { # auth(0|1)
-  local args=(-DD -E -f bench/kamailio-registrar.cfg -A "LISTEN=udp:127.0.0.1:$KPORT" -A WORKERS=2 -m 4096 -M 64)
+  local args=(-DD -E -f bench/kamailio-registrar.cfg -A "LISTEN=udp:127.0.0.1:$KPORT" -A "WORKERS=$KWORKERS" -m 4096 -M 64)
   [ "$1" = 1 ] && args+=(-A WITH_AUTH)
-  kamailio "${args[@]}" >"$OUT/kamailio.log" 2>&1 &
+  kamailio "${args[@]}" >>"$OUT/kamailio.log" 2>&1 &
   KPID=$!
   wait_udp $KPORT
+  sleep 0.5
+  # Main process + UDP workers + timers: fail loudly if the workers are missing.
+  local n; n=$(pgrep -c -P "$KPID" || true)
+  [ "${n:-0}" -ge "$KWORKERS" ] || { echo "compare: kamailio has $n children, expected >= $KWORKERS workers" >&2; return 1; }
 }
 stop_kamailio() { kill "$KPID" 2>/dev/null || true; wait "$KPID" 2>/dev/null || true; KPID=; }
 
-start_regmesh() { # auth(0|1) [keep-data]
+start_regmesh() { # auth(0|1) [keep]
   [ "${2:-}" = keep ] || rm -rf "$OUT/rm-data"
   cat >"$OUT/regmesh.toml" <<CFG
 [node]
@@ -105,7 +142,7 @@ CFG
   local t0; t0=$(date +%s.%N)
   "$BIN" serve --config "$OUT/regmesh.toml" --ready-file "$OUT/ready.json" >>"$OUT/regmesh.log" 2>&1 &
   RPID=$!
-  for _ in $(seq 1 600); do [ -f "$OUT/ready.json" ] && break; sleep 0.05; done
+  for _ in $(seq 1 1200); do [ -f "$OUT/ready.json" ] && break; sleep 0.01; done
   [ -f "$OUT/ready.json" ] || { echo "compare: regmesh did not start" >&2; tail "$OUT/regmesh.log" >&2; return 1; }
   STARTUP_S=$(echo "$(date +%s.%N) - $t0" | bc)
 }
@@ -115,27 +152,40 @@ provision_regmesh() { # n
   python3 - "$1" "$RPC" "$PASSWORD" <<'PY'
 import json, sys, urllib.request
 n, rpc, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-for start in range(0, n, 2000):
+for start in range(0, n, 1000):  # the RPC's batch limit is 1000
     batch = [{"jsonrpc": "2.0", "id": i, "method": "subscriber.add",
-              "params": [f"user{i}@example.com", pw]} for i in range(start, min(n, start + 2000))]
+              "params": [f"user{i}@example.com", pw]} for i in range(start, min(n, start + 1000))]
     req = urllib.request.Request(f"http://{rpc}/RPC", json.dumps(batch).encode(),
                                  {"Content-Type": "application/json"})
     out = json.load(urllib.request.urlopen(req, timeout=120))
+    if not isinstance(out, list):
+        sys.exit(f"provisioning failed: {out}")
     bad = [r for r in out if "error" in r]
     if bad:
         sys.exit(f"provisioning failed: {bad[0]}")
 PY
 }
 
+rpc_stats() { # -> JSON string of usrloc statistics (regmesh)
+  curl -s -m 30 -d '{"jsonrpc":"2.0","id":1,"method":"stats.fetch","params":["usrloc:"]}' "http://$RPC/RPC" || echo null
+}
+
+# One generator run; prints the JSON file. The server's CPU ticks over the
+# run are added as server_cpu_s.
 bench() { # name port rate auth extra...
   local name=$1 port=$2 rate=$3 auth=$4; shift 4
-  local pid; [ "$name" = kamailio ] && pid=$KPID || pid=$RPID
-  local c0 c1 file="$OUT/$name-$rate-$RANDOM.json"
+  local pid
+  case $name in kamailio) pid=$KPID ;; regmesh) pid=$RPID ;; *) pid=$XPID ;; esac
+  local c0 c1 file="$OUT/$name-$rate-$RANDOM$RANDOM.json"
   local a=(); [ "$auth" = 1 ] && a=(--password "$PASSWORD")
+  # Defaults unless the caller passes its own (clap refuses a flag twice).
+  [[ " $* " == *" --aors "* ]] || a+=(--aors "$AORS")
+  [[ " $* " == *" --duration "* ]] || a+=(--duration "$DUR")
   c0=$(cpu_ticks "$pid")
-  "$BIN" bench --target 127.0.0.1:$port --aors "$AORS" --rate "$rate" --duration "$DUR" \
+  nice -n "$GEN_NICE" "$BIN" bench --target 127.0.0.1:$port --rate "$rate" \
     --sockets 2 --quiet --json "$file" "${a[@]}" "$@" 2>>"$OUT/bench.log" || true
   c1=$(cpu_ticks "$pid")
+  [ -s "$file" ] || { echo "compare: the generator wrote no report (see $OUT/bench.log)" >&2; return 1; }
   python3 - "$file" "$((c1 - c0))" <<'PY'
 import json, sys
 f, ticks = sys.argv[1], int(sys.argv[2])
@@ -143,6 +193,10 @@ d = json.load(open(f)); d["server_cpu_s"] = ticks / 100.0
 json.dump(d, open(f, "w"))
 PY
   echo "$file"
+}
+
+record() { # scenario round server rate kind file
+  echo "{\"scenario\":\"$1\",\"round\":$2,\"server\":\"$3\",\"rate\":$4,\"kind\":\"$5\",\"file\":\"$6\"}" >>"$OUT/runs.jsonl"
 }
 
 ok_run() { # json rate -> exit 0 when clean at that rate
@@ -156,44 +210,125 @@ sys.exit(0 if clean else 1)
 PY
 }
 
-declare -A KNEE
+summary() { # json -> one line
+  python3 - "$1" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+print(f"{d['rate_achieved']:.0f}/s status {d['status']} retx {d['retransmissions']} "
+      f"tmo {d['timeouts']} p50 {d['latency_us']['p50']}us p99 {d['latency_us']['p99']}us "
+      f"server_cpu {d.get('server_cpu_s')}s")
+PY
+}
+
+closed_loop() { # scenario round name port auth
+  local w f
+  for w in $WINDOWS; do
+    f=$(bench "$3" "$4" 0 "$5" --window "$w")
+    record "$1" "$2" "$3" "$w" closed "$f"
+    echo "compare: $1 round $2 $3 closed-loop window $w: $(summary "$f")" >&2
+    sleep 1
+  done
+}
+
+# 1. The generator's ceiling against a trivial responder.
+if [ "$CEILING" = 1 ]; then
+  "$BIN" bench-responder --listen 127.0.0.1:$XPORT --threads 2 2>>"$OUT/responder.log" &
+  XPID=$!
+  wait_udp $XPORT
+  for rate in $RATES 100000 150000; do
+    f=$(bench responder $XPORT "$rate" 0)
+    record ceiling 1 responder "$rate" step "$f"
+    echo "compare: ceiling $rate/s: $(summary "$f")" >&2
+  done
+  closed_loop ceiling 1 responder $XPORT 0
+  kill "$XPID" 2>/dev/null || true; wait "$XPID" 2>/dev/null || true; XPID=
+fi
+
+# 2. Knees, CPU, latency.
+declare -A KNEE FAILS
 scenario() { # auth
-  local auth=$1 round rate name port
+  local auth=$1 round rate name port rates f
+  [ "$auth" = 1 ] && rates=$RATES_AUTH || rates=$RATES
   start_kamailio "$auth"; start_regmesh "$auth"
-  [ "$auth" = 1 ] && provision_regmesh "$AORS"
+  if [ "$auth" = 1 ]; then
+    local t0=$SECONDS
+    provision_regmesh "$AORS"
+    echo "compare: provisioned $AORS regmesh subscribers in $((SECONDS - t0))s" >&2
+  fi
   # Seed both with the AoR set once so every step is a refresh storm.
-  bench kamailio $KPORT 5000 "$auth" --mix 1:0:0 --duration 600s --count "$AORS" >/dev/null
-  bench regmesh $RPORT 5000 "$auth" --mix 1:0:0 --duration 600s --count "$AORS" >/dev/null
+  f=$(bench kamailio $KPORT 5000 "$auth" --mix 1:0:0 --duration 600s --count "$AORS")
+  echo "compare: auth=$auth seed kamailio: $(summary "$f")" >&2
+  f=$(bench regmesh $RPORT 5000 "$auth" --mix 1:0:0 --duration 600s --count "$AORS")
+  echo "compare: auth=$auth seed regmesh: $(summary "$f")" >&2
+  if [ "$auth" = 1 ]; then
+    # Auth really challenges: a wrong password must never get a 200.
+    for name in kamailio regmesh; do
+      [ "$name" = kamailio ] && port=$KPORT || port=$RPORT
+      f=$(bench "$name" "$port" 1000 0 --password wrong-password --count 200 --duration 10s)
+      echo "compare: auth check, $name with a wrong password: $(summary "$f")" >&2
+      python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(1 if d["status"].get("200") else 0)' "$f" ||
+        { echo "compare: $name accepted a wrong password: auth is not on" >&2; return 1; }
+    done
+  fi
   for round in $(seq 1 "$ROUNDS"); do
-    for name in kamailio regmesh; do KNEE[$name-$auth-$round]=0; done
-    for rate in $RATES; do
+    for name in kamailio regmesh; do KNEE[$name]=0; FAILS[$name]=0; done
+    for rate in $rates; do
       for name in kamailio regmesh; do
+        # Two failed steps in a row: this server's knee is behind us.
+        [ "${FAILS[$name]}" -ge 2 ] && continue
         [ "$name" = kamailio ] && port=$KPORT || port=$RPORT
         f=$(bench "$name" "$port" "$rate" "$auth")
-        echo "{\"scenario\":\"auth=$auth\",\"round\":$round,\"server\":\"$name\",\"rate\":$rate,\"file\":\"$f\"}" >>"$OUT/runs.jsonl"
-        ok_run "$f" "$rate" && KNEE[$name-$auth-$round]=$rate
+        record "auth=$auth" "$round" "$name" "$rate" step "$f"
+        if ok_run "$f" "$rate"; then KNEE[$name]=$rate; FAILS[$name]=0; else FAILS[$name]=$((FAILS[$name] + 1)); fi
+        echo "compare: auth=$auth round $round $name $rate/s: $(summary "$f")" >&2
+        sleep 1 # let a backlog drain before the other server's turn
       done
     done
-    echo "compare: auth=$auth round $round knees: kamailio ${KNEE[kamailio-$auth-$round]} regmesh ${KNEE[regmesh-$auth-$round]}" >&2
+    echo "compare: auth=$auth round $round knees: kamailio ${KNEE[kamailio]} regmesh ${KNEE[regmesh]}" >&2
+    closed_loop "auth=$auth" "$round" kamailio $KPORT "$auth"
+    closed_loop "auth=$auth" "$round" regmesh $RPORT "$auth"
   done
   stop_kamailio; stop_regmesh
 }
 
-scenario 0
-scenario 1
+for s in $SCENARIOS; do scenario "$s"; done
 
-# Memory per binding at $MILLION bindings, and regmesh restart time.
-start_kamailio 0; start_regmesh 0
-kb0=$(pss_kib "$KPID"); rb0=$(pss_kib "$RPID")
-bench kamailio $KPORT 10000 0 --aors "$MILLION" --count "$MILLION" --duration 3600s --timeout 30s >/dev/null
-bench regmesh $RPORT 10000 0 --aors "$MILLION" --count "$MILLION" --duration 3600s --timeout 30s >/dev/null
-sleep 1
-kb1=$(pss_kib "$KPID"); rb1=$(pss_kib "$RPID")
-bindings=$(curl -s -d '{"jsonrpc":"2.0","id":1,"method":"stats.get_statistics","params":["usrloc:registered_users"]}' "http://$RPC/RPC" || true)
-stop_regmesh
-start_regmesh 0 keep
-restart_s=$STARTUP_S
-stop_kamailio; stop_regmesh
-echo "{\"kamailio_pss_kib\":[$kb0,$kb1],\"regmesh_pss_kib\":[$rb0,$rb1],\"bindings\":$MILLION,\"regmesh_restart_s\":$restart_s,\"stats\":$(printf '%s' "${bindings:-null}" | python3 -c 'import sys,json; print(json.dumps(sys.stdin.read()))')}" >"$OUT/memory.json"
+# 3. Memory per binding at $MILLION bindings, and regmesh restart time.
+if [ "$MEMORY" = 1 ]; then
+  start_kamailio 0; start_regmesh 0
+  sleep 1
+  kb0=$(pss_kib "$KPID"); rb0=$(pss_kib "$RPID")
+  f=$(bench kamailio $KPORT "$FILL_RATE" 0 --aors "$MILLION" --count "$MILLION" --mix 1:0:0 --duration 3600s --timeout 30s)
+  echo "compare: fill kamailio: $(summary "$f")" >&2; kfill=$f
+  f=$(bench regmesh $RPORT "$FILL_RATE" 0 --aors "$MILLION" --count "$MILLION" --mix 1:0:0 --duration 3600s --timeout 30s)
+  echo "compare: fill regmesh: $(summary "$f")" >&2; rfill=$f
+  sleep 2
+  kb1=$(pss_kib "$KPID"); rb1=$(pss_kib "$RPID")
+  stats1=$(rpc_stats)
+  stop_regmesh
+  db_bytes=$(du -sb "$OUT/rm-data" | cut -f1)
+  # Warm restart: the store file is in the page cache (the machine is shared,
+  # so the script does not drop caches globally).
+  start_regmesh 0 keep
+  restart_s=$STARTUP_S
+  stats2=$(rpc_stats)
+  # Serving after the restart: 1000 REGISTERs for restored AoRs answer 200.
+  f=$(bench regmesh $RPORT 1000 0 --aors "$MILLION" --count 1000 --duration 30s)
+  echo "compare: after restart: $(summary "$f")" >&2; rafter=$f
+  stop_kamailio; stop_regmesh
+  python3 - "$OUT/memory.json" "$stats1" "$stats2" <<PY
+import json, sys
+def js(s):
+    try:
+        return json.loads(s)
+    except ValueError:
+        return s
+json.dump({"bindings": $MILLION, "kamailio_pss_kib": [$kb0, $kb1], "regmesh_pss_kib": [$rb0, $rb1],
+           "regmesh_db_bytes": $db_bytes, "regmesh_restart_s": $restart_s,
+           "kamailio_fill": "$kfill", "regmesh_fill": "$rfill", "regmesh_after_restart": "$rafter",
+           "stats_before_restart": js(sys.argv[2]), "stats_after_restart": js(sys.argv[3])},
+          open(sys.argv[1], "w"), indent=1)
+PY
+fi
 
 python3 bench/report.py "$OUT"

@@ -1,18 +1,27 @@
 #!/usr/bin/env python3
-"""Turn a bench/compare.sh result directory into the BENCHMARKS.md table.
+"""Turn a bench/compare.sh result directory into the BENCHMARKS.md tables.
 
 Knee: the highest rate step with no timeouts, no retransmissions, under 0.1%
 errors and at least 95% of the offered rate achieved; median over rounds.
 CPU per 100k REGISTERs: server CPU seconds over answered requests, median over
-the clean runs at steps both servers passed. Latency: p99 at the step nearest
-half of regmesh's knee.
+the clean runs at the steps both servers passed in every round they ran.
+Latency: p99 at the paced step nearest half of regmesh's knee (with the
+generator's own p99 against the trivial responder at that rate beside it),
+and the closed-loop probe (`--rate 0 --window W`: no pacing), medians over
+rounds.
 """
-import json, statistics, sys, os
+import json, os, statistics, sys
 
 out = sys.argv[1]
-runs = [json.loads(l) for l in open(os.path.join(out, "runs.jsonl"))]
-for r in runs:
-    r["d"] = json.load(open(r["file"]))
+runs = []
+with open(os.path.join(out, "runs.jsonl")) as fh:
+    for line in fh:
+        r = json.loads(line)
+        r.setdefault("kind", "step")
+        with open(r["file"]) as f:
+            r["d"] = json.load(f)
+        runs.append(r)
+
 
 def clean(r):
     d = r["d"]
@@ -20,53 +29,139 @@ def clean(r):
             and d["errors"] / max(d["answered"], 1) < 0.001
             and d["rate_achieved"] >= 0.95 * r["rate"])
 
+
 def med(xs):
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else None
 
-rows = []
-for scen in ("auth=0", "auth=1"):
-    sr = [r for r in runs if r["scenario"] == scen]
-    if not sr:
-        continue
-    rounds = sorted({r["round"] for r in sr})
-    knee = {}
-    for srv in ("kamailio", "regmesh"):
-        per_round = []
-        for rd in rounds:
-            ok = [r["rate"] for r in sr if r["server"] == srv and r["round"] == rd and clean(r)]
-            per_round.append(max(ok) if ok else 0)
-        knee[srv] = med(per_round)
-    both = {r["rate"] for r in sr if clean(r) and r["server"] == "kamailio"} & \
-           {r["rate"] for r in sr if clean(r) and r["server"] == "regmesh"}
-    cpu = {}
-    for srv in ("kamailio", "regmesh"):
-        cpu[srv] = med([r["d"]["server_cpu_s"] / max(r["d"]["answered"], 1) * 1e5
-                        for r in sr if r["server"] == srv and r["rate"] in both and clean(r)])
-    half = (knee["regmesh"] or 0) / 2
-    steps = sorted({r["rate"] for r in sr})
-    near = min(steps, key=lambda s: abs(s - half)) if steps else None
-    lat = {}
-    for srv in ("kamailio", "regmesh"):
-        lat[srv] = med([r["d"]["latency_us"]["p99"] for r in sr if r["server"] == srv and r["rate"] == near])
-    rows.append((scen, knee, cpu, near, lat))
 
 def ratio(a, b):
     return f"{a / b:.2f}x" if a and b else "n/a"
 
+
+def f0(v):
+    return "n/a" if v is None else f"{v:,.0f}"
+
+
+def f2(v):
+    return "n/a" if v is None else f"{v:.2f}"
+
+
+def ms(us):
+    return "n/a" if us is None else f"{us / 1000:.2f}"
+
+
+SERVERS = ("kamailio", "regmesh")
+steps_all = [r for r in runs if r["kind"] == "step"]
+closed_all = [r for r in runs if r["kind"] == "closed"]
+
+# The generator's ceiling against the trivial responder.
+ceiling = {}
+ceil_steps = [r for r in steps_all if r["scenario"] == "ceiling"]
+if ceil_steps:
+    ok = [r["rate"] for r in ceil_steps if clean(r)]
+    ceiling["paced_knee"] = max(ok) if ok else 0
+    ceiling["p99_at"] = {r["rate"]: r["d"]["latency_us"]["p99"] for r in ceil_steps}
+    ceiling["gen_cpu_at"] = {r["rate"]: r["d"]["generator_cpu_s"]["user"]
+                             + r["d"]["generator_cpu_s"]["system"] for r in ceil_steps}
+    ceiling["elapsed_at"] = {r["rate"]: r["d"]["elapsed_s"] for r in ceil_steps}
+ceil_closed = [r for r in closed_all if r["scenario"] == "ceiling"]
+
+rows = []
+detail = []
+for scen in ("auth=0", "auth=1"):
+    sr = [r for r in steps_all if r["scenario"] == scen]
+    if not sr:
+        continue
+    rounds = sorted({r["round"] for r in sr})
+    knee = {}
+    per_round = {}
+    for srv in SERVERS:
+        per_round[srv] = []
+        for rd in rounds:
+            ok = [r["rate"] for r in sr if r["server"] == srv and r["round"] == rd and clean(r)]
+            per_round[srv].append(max(ok) if ok else 0)
+        knee[srv] = med(per_round[srv])
+    # Steps every round of both servers passed.
+    both = None
+    for srv in SERVERS:
+        for rd in rounds:
+            s = {r["rate"] for r in sr if r["server"] == srv and r["round"] == rd and clean(r)}
+            both = s if both is None else both & s
+    both = both or set()
+    cpu = {srv: med([r["d"]["server_cpu_s"] / max(r["d"]["answered"], 1) * 1e5
+                     for r in sr if r["server"] == srv and r["rate"] in both and clean(r)])
+           for srv in SERVERS}
+    half = (knee["regmesh"] or 0) / 2
+    steps = sorted({r["rate"] for r in sr})
+    near = min(steps, key=lambda s: abs(s - half)) if steps and half else None
+    lat = {srv: {q: med([r["d"]["latency_us"][q] for r in sr
+                         if r["server"] == srv and r["rate"] == near])
+                 for q in ("p50", "p99", "p999")} for srv in SERVERS}
+    cl = [r for r in closed_all if r["scenario"] == scen]
+    windows = sorted({r["rate"] for r in cl})
+    closed = {srv: {w: (med([r["d"]["rate_achieved"] for r in cl if r["server"] == srv and r["rate"] == w]),
+                        med([r["d"]["latency_us"]["p50"] for r in cl if r["server"] == srv and r["rate"] == w]),
+                        med([r["d"]["latency_us"]["p99"] for r in cl if r["server"] == srv and r["rate"] == w]))
+                    for w in windows} for srv in SERVERS}
+    rows.append(dict(scen=scen, knee=knee, per_round=per_round, cpu=cpu, both=sorted(both),
+                     near=near, lat=lat, windows=windows, closed=closed))
+
 print("| scenario | metric | Kamailio | regmesh | regmesh/Kamailio |")
 print("|---|---|---|---|---|")
-for scen, knee, cpu, near, lat in rows:
-    name = "no auth" if scen == "auth=0" else "digest auth"
-    print(f"| {name} | REGISTER knee (req/s, median) | {knee['kamailio']} | {knee['regmesh']} | {ratio(knee['regmesh'], knee['kamailio'])} |")
-    f = lambda v: f"{v:.2f}" if v is not None else "n/a"
-    print(f"| {name} | server CPU s per 100k REGISTERs | {f(cpu['kamailio'])} | {f(cpu['regmesh'])} | {ratio(cpu['regmesh'], cpu['kamailio'])} |")
-    print(f"| {name} | p99 latency at {near}/s (µs) | {lat['kamailio']} | {lat['regmesh']} | {ratio(lat['regmesh'], lat['kamailio'])} |")
+for row in rows:
+    name = "no auth" if row["scen"] == "auth=0" else "digest auth"
+    k, c, l, near = row["knee"], row["cpu"], row["lat"], row["near"]
+    print(f"| {name} | REGISTER knee, req/s (median; per round {row['per_round']['kamailio']} / {row['per_round']['regmesh']}) "
+          f"| {f0(k['kamailio'])} | {f0(k['regmesh'])} | {ratio(k['regmesh'], k['kamailio'])} |")
+    print(f"| {name} | server CPU s per 100k REGISTERs (clean steps both passed: {row['both']}) "
+          f"| {f2(c['kamailio'])} | {f2(c['regmesh'])} | {ratio(c['regmesh'], c['kamailio'])} |")
+    floor = ceiling.get("p99_at", {}).get(near)
+    print(f"| {name} | paced p50 / p99 at {f0(near)}/s, ms (generator's own p99 there: {ms(floor)}) "
+          f"| {ms(l['kamailio']['p50'])} / {ms(l['kamailio']['p99'])} | {ms(l['regmesh']['p50'])} / {ms(l['regmesh']['p99'])} "
+          f"| {ratio(l['regmesh']['p99'], l['kamailio']['p99'])} (p99) |")
+    for w in row["windows"]:
+        kr, kp50, kp99 = row["closed"]["kamailio"][w]
+        rr, rp50, rp99 = row["closed"]["regmesh"][w]
+        print(f"| {name} | closed loop, {w} in flight per socket x2: req/s; p50 / p99 ms "
+              f"| {f0(kr)}; {ms(kp50)} / {ms(kp99)} | {f0(rr)}; {ms(rp50)} / {ms(rp99)} | {ratio(rr, kr)} (req/s) |")
+
 mem_path = os.path.join(out, "memory.json")
 if os.path.exists(mem_path):
-    m = json.load(open(mem_path))
+    with open(mem_path) as fh:
+        m = json.load(fh)
     n = m["bindings"]
     k = (m["kamailio_pss_kib"][1] - m["kamailio_pss_kib"][0]) * 1024 / n
     r = (m["regmesh_pss_kib"][1] - m["regmesh_pss_kib"][0]) * 1024 / n
-    print(f"| {n} bindings | memory per binding (bytes, PSS delta) | {k:.0f} | {r:.0f} | {ratio(r, k)} |")
-    print(f"| {n} bindings | restart to serving (s) | n/a (memory-only) | {m['regmesh_restart_s']:.2f} | |")
+    print(f"| {n:,} bindings | resident memory per binding, bytes (PSS delta) | {k:.0f} | {r:.0f} | {ratio(r, k)} |")
+    print(f"| {n:,} bindings | total PSS after fill, MiB | {m['kamailio_pss_kib'][1] / 1024:.0f} "
+          f"| {m['regmesh_pss_kib'][1] / 1024:.0f} | |")
+    print(f"| {n:,} bindings | on-disk store per binding, bytes | n/a (memory-only) | {m['regmesh_db_bytes'] / n:.0f} | |")
+    print(f"| {n:,} bindings | restart to serving, s (warm page cache) | n/a (memory-only) | {m['regmesh_restart_s']:.2f} | |")
+
+if ceiling:
+    print()
+    print("Generator ceiling (`regmesh bench` against `regmesh bench-responder --threads 2`, generator at the same nice level):")
+    print()
+    print("| offered req/s | clean | achieved req/s | p99 ms | generator CPU s |")
+    print("|---|---|---|---|---|")
+    for r in sorted(ceil_steps, key=lambda r: r["rate"]):
+        d = r["d"]
+        print(f"| {r['rate']:,} | {'yes' if clean(r) else 'no'} | {d['rate_achieved']:,.0f} | {ms(d['latency_us']['p99'])} "
+              f"| {d['generator_cpu_s']['user'] + d['generator_cpu_s']['system']:.2f} |")
+    for r in sorted(ceil_closed, key=lambda r: r["rate"]):
+        d = r["d"]
+        print(f"| closed loop, window {r['rate']} | {'yes' if d['retransmissions'] == 0 and d['timeouts'] == 0 else 'no'} "
+              f"| {d['rate_achieved']:,.0f} | {ms(d['latency_us']['p99'])} "
+              f"| {d['generator_cpu_s']['user'] + d['generator_cpu_s']['system']:.2f} |")
+
+if os.path.exists(mem_path):
+    print()
+    print(f"regmesh statistics before / after the restart: {m.get('stats_before_restart')} / {m.get('stats_after_restart')}")
+    for key in ("kamailio_fill", "regmesh_fill", "regmesh_after_restart"):
+        p = m.get(key)
+        if p and os.path.exists(p):
+            with open(p) as fh:
+                d = json.load(fh)
+            print(f"{key}: {d['answered']} answered, status {d['status']}, {d['rate_achieved']:.0f}/s, "
+                  f"retx {d['retransmissions']}, timeouts {d['timeouts']}")
