@@ -42,13 +42,26 @@ pub(crate) fn spawn(sock: Arc<UdpSocket>, local: LocalSocket, shared: Arc<SipSha
     }
 }
 
+/// Receive, handle, and answer. Replies that wait for a commit are held in
+/// this task's own set of pending commits rather than a spawned task each:
+/// the group-commit writer finishes many requests at once, and one wake-up
+/// of this task then sends all their replies. (A task and a cross-thread
+/// wake per REGISTER was the largest cost in the profile, BENCHMARKS.md.)
 async fn recv_loop(sock: Arc<UdpSocket>, local: LocalSocket, shared: Arc<SipShared>) {
+    use futures_util::StreamExt as _;
+    use futures_util::stream::FuturesUnordered;
     // One byte more than the limit tells an oversized datagram from one that fits exactly.
     let mut buf = vec![0u8; shared.max_message_size + 1];
+    let mut waiting = FuturesUnordered::new();
     loop {
         let received = tokio::select! {
             biased;
-            _ = shared.cancel.cancelled() => return,
+            _ = shared.cancel.cancelled() => break,
+            Some(done) = waiting.next(), if !waiting.is_empty() => {
+                let (bytes, peer): (Vec<u8>, SocketAddr) = done;
+                send(&sock, &bytes, peer).await;
+                continue;
+            }
             r = sock.recv_from(&mut buf) => r,
         };
         let (n, peer) = match received {
@@ -70,21 +83,24 @@ async fn recv_loop(sock: Arc<UdpSocket>, local: LocalSocket, shared: Arc<SipShar
         };
         match shared.registrar.handle(&buf[..n], source, local) {
             Action::Reply(bytes) => send(&sock, &bytes, peer).await,
-            Action::ReplyAfterCommit(ok, commit, failed) => {
-                let sock = sock.clone();
-                shared.tracker.spawn(async move {
-                    let bytes = match commit.wait().await {
-                        Ok(()) => ok,
-                        Err(e) => {
-                            error!(error = %e, "commit failed; answering 503");
-                            failed
-                        }
-                    };
-                    send(&sock, &bytes, peer).await;
-                });
-            }
+            Action::ReplyAfterCommit(ok, commit, failed) => waiting.push(async move {
+                let bytes = match commit.wait().await {
+                    Ok(()) => ok,
+                    Err(e) => {
+                        error!(error = %e, "commit failed; answering 503");
+                        failed
+                    }
+                };
+                (bytes, peer)
+            }),
             Action::Drop => {}
         }
+    }
+    // Shutting down: answer what is being committed (serve bounds this by
+    // its drain grace).
+    while let Some(done) = waiting.next().await {
+        let (bytes, peer): (Vec<u8>, SocketAddr) = done;
+        send(&sock, &bytes, peer).await;
     }
 }
 
