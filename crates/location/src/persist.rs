@@ -16,13 +16,17 @@
 //! of one AoR is their order in memory, and the file always converges to the
 //! in-memory table.
 //!
-//! **Who blocks under overload.** The channel holds [`QUEUE_CAPACITY`]
-//! requests. When the disk falls that far behind, callers of `update`,
-//! `apply` and `expire` block in `send` (inside their shard's lock, so other
-//! writers and readers of that shard wait too) until the writer has drained
-//! a transaction's worth. That is deliberate back-pressure: acknowledging
-//! faster than the disk can make writes durable is not possible, and an
-//! unbounded queue would only hide a failing disk. Nothing is dropped.
+//! **Who blocks, who is refused, under overload.** The channel holds
+//! [`QUEUE_CAPACITY`] requests: enough for the requests that arrive during
+//! one slow fsync at a storm's rate (100 ms at 100,000/s), so a burst waits
+//! for the next group commit rather than being turned away. When the disk
+//! falls further behind than that, `Location::update` (the path of SIP and
+//! RPC requests) is refused at once with `StoreError::Overloaded` and
+//! changes nothing, so the caller answers "try later" (503) without parking
+//! an async worker; `apply` and `expire` block in `send` (inside their
+//! shard's lock) until the writer has drained a transaction's worth. Either
+//! way acknowledging faster than the disk can make writes durable is not
+//! possible, and an unbounded queue would only hide a failing disk.
 //!
 //! **Failure.** A failed transaction is fatal: every waiter of that
 //! transaction gets [`StoreError::Commit`], the store turns unhealthy, and
@@ -67,8 +71,10 @@ pub(crate) const SUBSCRIBERS: TableDefinition<'static, &str, &[u8]> =
     TableDefinition::new("subscribers");
 pub(crate) const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("meta");
 
-/// Requests the writer channel holds before senders block.
-pub(crate) const QUEUE_CAPACITY: usize = 1024;
+/// Requests the writer channel holds before `update` is refused (and other
+/// senders block). Each request is one AoR's rows, a few hundred bytes, so
+/// a full queue is a few MB.
+pub(crate) const QUEUE_CAPACITY: usize = 16_384;
 /// Requests written in one transaction at most (bounds a transaction's size
 /// and the latency of the first waiter in it).
 pub(crate) const MAX_REQUESTS_PER_TXN: usize = 4096;
