@@ -47,7 +47,7 @@ else
   DUR=${DUR:-5s}; AORS=${AORS:-50000}; MILLION=${MILLION:-1000000}; WINDOWS=${WINDOWS:-"2 8 32 128"}
 fi
 SCENARIOS=${SCENARIOS:-"0 1"}; CEILING=${CEILING:-1}; MEMORY=${MEMORY:-1}
-KWORKERS=${KWORKERS:-2}; GEN_NICE=${GEN_NICE:-19}; FILL_RATE=${FILL_RATE:-15000}
+KWORKERS=${KWORKERS:-2}; GEN_NICE=${GEN_NICE:-19}; FILL_RATE=${FILL_RATE:-10000}
 PASSWORD=bench-password
 KPORT=5070; RPORT=5080; XPORT=5099; RPC=127.0.0.1:9080
 OUT=${OUT:-$(mktemp -d /tmp/regmesh-compare.XXXX)}
@@ -287,6 +287,8 @@ scenario() { # auth
     echo "compare: auth=$auth round $round knees: kamailio ${KNEE[kamailio]} regmesh ${KNEE[regmesh]}" >&2
     closed_loop "auth=$auth" "$round" kamailio $KPORT "$auth"
     closed_loop "auth=$auth" "$round" regmesh $RPORT "$auth"
+    # The store file after this round (it grows under refresh load).
+    echo "{\"scenario\":\"auth=$auth\",\"round\":$round,\"bytes\":$(du -sb "$OUT/rm-data" | cut -f1),\"rss_kib\":$(awk '/^VmRSS/{print $2}' /proc/$RPID/status)}" >>"$OUT/store-size.jsonl"
   done
   stop_kamailio; stop_regmesh
 }
@@ -302,15 +304,29 @@ if [ "$MEMORY" = 1 ]; then
   echo "compare: fill kamailio: $(summary "$f")" >&2; kfill=$f
   f=$(bench regmesh $RPORT "$FILL_RATE" 0 --aors "$MILLION" --count "$MILLION" --mix 1:0:0 --duration 3600s --timeout 30s)
   echo "compare: fill regmesh: $(summary "$f")" >&2; rfill=$f
+  # A fill that met overload (503) is topped up once at half the rate: the
+  # AoRs already stored are refreshed, the missing ones created.
+  if ! python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d["status"].get("200",0)==d["sent"] else 1)' "$f"; then
+    f=$(bench regmesh $RPORT $((FILL_RATE / 2)) 0 --aors "$MILLION" --count "$MILLION" --mix 1:0:0 --duration 3600s --timeout 30s)
+    echo "compare: fill regmesh again: $(summary "$f")" >&2; rfill2=$f
+  fi
   sleep 2
   kb1=$(pss_kib "$KPID"); rb1=$(pss_kib "$RPID")
   stats1=$(rpc_stats)
   stop_regmesh
   db_bytes=$(du -sb "$OUT/rm-data" | cut -f1)
-  # Warm restart: the store file is in the page cache (the machine is shared,
-  # so the script does not drop caches globally).
+  # Warm restart (the store file in the page cache), then a cold one.
   start_regmesh 0 keep
   restart_s=$STARTUP_S
+  stop_regmesh
+  # Cold restart: evict just the store file from the page cache first.
+  for db in "$OUT"/rm-data/*.redb; do
+    python3 -c 'import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY); os.fsync(fd)
+os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)' "$db"
+  done
+  start_regmesh 0 keep
+  cold_s=$STARTUP_S
   stats2=$(rpc_stats)
   # Serving after the restart: 1000 REGISTERs for restored AoRs answer 200.
   f=$(bench regmesh $RPORT 1000 0 --aors "$MILLION" --count 1000 --duration 30s)
@@ -324,8 +340,8 @@ def js(s):
     except ValueError:
         return s
 json.dump({"bindings": $MILLION, "kamailio_pss_kib": [$kb0, $kb1], "regmesh_pss_kib": [$rb0, $rb1],
-           "regmesh_db_bytes": $db_bytes, "regmesh_restart_s": $restart_s,
-           "kamailio_fill": "$kfill", "regmesh_fill": "$rfill", "regmesh_after_restart": "$rafter",
+           "regmesh_db_bytes": $db_bytes, "regmesh_restart_s": $restart_s, "regmesh_cold_restart_s": $cold_s,
+           "kamailio_fill": "$kfill", "regmesh_fill": "$rfill", "regmesh_fill2": "${rfill2:-}", "regmesh_after_restart": "$rafter",
            "stats_before_restart": js(sys.argv[2]), "stats_after_restart": js(sys.argv[3])},
           open(sys.argv[1], "w"), indent=1)
 PY

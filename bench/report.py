@@ -14,7 +14,8 @@ import json, os, statistics, sys
 
 out = sys.argv[1]
 runs = []
-with open(os.path.join(out, "runs.jsonl")) as fh:
+runs_path = os.path.join(out, "runs.jsonl")
+with open(runs_path if os.path.exists(runs_path) else os.devnull) as fh:
     for line in fh:
         r = json.loads(line)
         r.setdefault("kind", "step")
@@ -131,13 +132,25 @@ if os.path.exists(mem_path):
     with open(mem_path) as fh:
         m = json.load(fh)
     n = m["bindings"]
-    k = (m["kamailio_pss_kib"][1] - m["kamailio_pss_kib"][0]) * 1024 / n
-    r = (m["regmesh_pss_kib"][1] - m["regmesh_pss_kib"][0]) * 1024 / n
+    # Divide by the bindings each server really holds: Kamailio's 200s to
+    # the fill (each a new binding), regmesh's own count.
+    with open(m["kamailio_fill"]) as fh:
+        kn = json.load(fh)["status"].get("200", 0) or n
+    try:
+        rn = int(m["stats_before_restart"]["result"]["usrloc.location-contacts"])
+    except (KeyError, TypeError, ValueError):
+        rn = n
+    k = (m["kamailio_pss_kib"][1] - m["kamailio_pss_kib"][0]) * 1024 / kn
+    r = (m["regmesh_pss_kib"][1] - m["regmesh_pss_kib"][0]) * 1024 / rn
+    if kn != n or rn != n:
+        print(f"| {n:,} bindings | bindings actually held (Kamailio 200s / regmesh count) | {kn:,} | {rn:,} | |")
     print(f"| {n:,} bindings | resident memory per binding, bytes (PSS delta) | {k:.0f} | {r:.0f} | {ratio(r, k)} |")
     print(f"| {n:,} bindings | total PSS after fill, MiB | {m['kamailio_pss_kib'][1] / 1024:.0f} "
           f"| {m['regmesh_pss_kib'][1] / 1024:.0f} | |")
-    print(f"| {n:,} bindings | on-disk store per binding, bytes | n/a (memory-only) | {m['regmesh_db_bytes'] / n:.0f} | |")
+    print(f"| {n:,} bindings | on-disk store per binding, bytes | n/a (memory-only) | {m['regmesh_db_bytes'] / rn:.0f} | |")
     print(f"| {n:,} bindings | restart to serving, s (warm page cache) | n/a (memory-only) | {m['regmesh_restart_s']:.2f} | |")
+    if "regmesh_cold_restart_s" in m:
+        print(f"| {n:,} bindings | restart to serving, s (store file evicted from the page cache) | n/a (memory-only) | {m['regmesh_cold_restart_s']:.2f} | |")
 
 if ceiling:
     print()
@@ -155,10 +168,20 @@ if ceiling:
               f"| {d['rate_achieved']:,.0f} | {ms(d['latency_us']['p99'])} "
               f"| {d['generator_cpu_s']['user'] + d['generator_cpu_s']['system']:.2f} |")
 
+size_path = os.path.join(out, "store-size.jsonl")
+if os.path.exists(size_path):
+    print()
+    print("regmesh store file and RSS after each round (AoR set of the scenario, refreshed at every step):")
+    print()
+    with open(size_path) as fh:
+        for line in fh:
+            s = json.loads(line)
+            print(f"- {s['scenario']} round {s['round']}: store {s['bytes'] / 2**20:.0f} MiB, RSS {s['rss_kib'] / 1024:.0f} MiB")
+
 if os.path.exists(mem_path):
     print()
     print(f"regmesh statistics before / after the restart: {m.get('stats_before_restart')} / {m.get('stats_after_restart')}")
-    for key in ("kamailio_fill", "regmesh_fill", "regmesh_after_restart"):
+    for key in ("kamailio_fill", "regmesh_fill", "regmesh_fill2", "regmesh_after_restart"):
         p = m.get(key)
         if p and os.path.exists(p):
             with open(p) as fh:
