@@ -128,6 +128,23 @@ impl Shard {
             .unwrap_or_default()
     }
 
+    /// The record of `aor`, created empty when absent (one slot reserved:
+    /// most AoRs hold one contact). The key is allocated only on creation.
+    fn record_mut(&mut self, aor: &str) -> &mut AorRecord {
+        if !self.aors.contains_key(aor) {
+            self.aors.insert(
+                Arc::from(aor),
+                AorRecord {
+                    slots: Vec::with_capacity(1),
+                    deadline: Timestamp::MAX,
+                },
+            );
+        }
+        self.aors
+            .get_mut(aor)
+            .expect("invariant: the record was inserted just above")
+    }
+
     /// What the table holds for (`aor`, `contact`).
     pub(crate) fn get(&self, aor: &str, contact: &str) -> Option<&Entry> {
         self.aors
@@ -143,16 +160,7 @@ impl Shard {
         let (before, old_deadline) = self.state_of(aor);
         match entry {
             Some(entry) => {
-                let rec = match self.aors.get_mut(aor) {
-                    Some(r) => r,
-                    None => self
-                        .aors
-                        .entry(Arc::from(aor))
-                        .or_insert_with(|| AorRecord {
-                            slots: Vec::with_capacity(1),
-                            deadline: Timestamp::MAX,
-                        }),
-                };
+                let rec = self.record_mut(aor);
                 match rec.slots.iter_mut().find(|s| s.contact == contact) {
                     Some(slot) => slot.entry = entry,
                     None => rec.slots.push(Slot {
@@ -331,16 +339,7 @@ impl TableBuilder {
     pub(crate) fn insert(&mut self, aor: String, contact: String, entry: Entry) {
         let i = self.table.shard_index(&aor);
         let shard = self.table.shards[i].get_mut();
-        let rec = match shard.aors.get_mut(aor.as_str()) {
-            Some(r) => r,
-            None => shard
-                .aors
-                .entry(Arc::from(aor))
-                .or_insert_with(|| AorRecord {
-                    slots: Vec::with_capacity(1),
-                    deadline: Timestamp::MAX,
-                }),
-        };
+        let rec = shard.record_mut(&aor);
         match rec.slots.iter_mut().find(|s| s.contact == contact) {
             Some(slot) => slot.entry = entry,
             None => rec.slots.push(Slot { contact, entry }),
