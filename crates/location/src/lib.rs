@@ -73,6 +73,7 @@ mod testutil;
 
 pub use clock::{Clock, HlcClock, ManualClock, SystemClock, Timestamp};
 pub use codec::DecodeError;
+pub use commit::OnDurable;
 pub use error::{Corruption, InvalidChange};
 pub use model::*;
 pub use store::{

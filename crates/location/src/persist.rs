@@ -52,7 +52,7 @@
 
 use crate::clock::Timestamp;
 use crate::codec;
-use crate::commit::Commit;
+use crate::commit::{self, Commit, Completer};
 use crate::error::{Corruption, StoreError};
 use crate::model::{Hlc, NodeId};
 use crate::store::Subscriber;
@@ -63,7 +63,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
-use tokio::sync::oneshot;
 
 pub(crate) const BINDINGS: TableDefinition<'static, &[u8], &[u8]> =
     TableDefinition::new("bindings");
@@ -104,7 +103,7 @@ pub(crate) enum PersistOp {
     FailForTest,
 }
 
-type Reply = oneshot::Sender<Result<(), StoreError>>;
+type Reply = Completer;
 
 /// What the writer thread receives.
 pub(crate) enum Request {
@@ -487,13 +486,13 @@ impl Writer {
         if let Some(e) = self.refusal() {
             return Commit::failed(e);
         }
-        let (done, rx) = oneshot::channel();
+        let (pending, done) = commit::pending();
         self.shared.in_flight.fetch_add(1, Ordering::AcqRel);
         match self.tx.send(Request::Write {
             ops,
             done: Some(done),
         }) {
-            Ok(()) => Commit::pending(rx),
+            Ok(()) => pending,
             Err(_) => {
                 self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
                 Commit::failed(self.refusal().unwrap_or(StoreError::WriterGone))
@@ -509,14 +508,14 @@ impl Writer {
         if let Some(e) = self.refusal() {
             return Err(e);
         }
-        let (done, rx) = oneshot::channel();
+        let (pending, done) = commit::pending();
         self.shared.in_flight.fetch_add(1, Ordering::AcqRel);
         let sent = self.tx.try_send(Request::Write {
             ops,
             done: Some(done),
         });
         match sent {
-            Ok(()) => Ok(Commit::pending(rx)),
+            Ok(()) => Ok(pending),
             Err(e) => {
                 self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
                 Err(match e {
@@ -633,7 +632,7 @@ fn run(db: Database, rx: mpsc::Receiver<Request>, shared: Arc<Shared>) {
             // Anything sent after the close request is refused.
             while let Ok(req) = rx.try_recv() {
                 if let Request::Write { done: Some(d), .. } = req {
-                    let _ = d.send(Err(StoreError::Closed));
+                    d.complete(Err(StoreError::Closed));
                 }
             }
             let result = db.close().map_err(|e| StoreError::Commit {
@@ -689,7 +688,7 @@ fn write_batch(db: &Database, writes: &mut Vec<(Vec<PersistOp>, Option<Reply>)>,
                 Err(None) => Err(StoreError::Unhealthy),
             };
             // The waiter may have given up (dropped its Commit); nothing to do.
-            let _ = done.send(reply);
+            done.complete(reply);
         }
     }
 }
