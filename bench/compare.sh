@@ -320,7 +320,7 @@ if [ "$MEMORY" = 1 ]; then
   restart_s=$STARTUP_S
   stop_regmesh
   # Cold restart: evict just the store file from the page cache first.
-  for db in "$OUT"/rm-data/*.redb; do
+  for db in "$OUT"/rm-data/location/*; do
     python3 -c 'import os, sys
 fd = os.open(sys.argv[1], os.O_RDONLY); os.fsync(fd)
 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)' "$db"

@@ -61,7 +61,8 @@ fn an_unreadable_database_stops_the_start_and_is_left_untouched() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).expect("mkdir");
-    let db = data.join("regmesh.redb");
+    std::fs::create_dir_all(data.join("location")).expect("mkdir");
+    let db = data.join("location").join("log-00000000000000000001.rml");
     let garbage: Vec<u8> = (0..8192u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
@@ -87,7 +88,7 @@ fn an_unreadable_database_stops_the_start_and_is_left_untouched() {
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("regmesh.redb"),
+        err.contains("log-00000000000000000001.rml"),
         "the message names the file: {err}"
     );
     assert_eq!(

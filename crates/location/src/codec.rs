@@ -126,7 +126,14 @@ impl Out {
 
 /// Encode one entry of the bindings table.
 pub(crate) fn encode_entry(aor: &str, contact: &str, entry: &Entry) -> Vec<u8> {
-    let mut o = Out(Vec::with_capacity(64 + aor.len() + contact.len() * 2));
+    let mut buf = Vec::with_capacity(64 + aor.len() + contact.len() * 2);
+    encode_entry_into(&mut buf, aor, contact, entry);
+    buf
+}
+
+/// [`encode_entry`], appended to `buf` (snapshots reuse one buffer).
+pub(crate) fn encode_entry_into(buf: &mut Vec<u8>, aor: &str, contact: &str, entry: &Entry) {
+    let mut o = Out(std::mem::take(buf));
     o.u8(FORMAT);
     match entry {
         Entry::Live(b) => {
@@ -164,7 +171,7 @@ pub(crate) fn encode_entry(aor: &str, contact: &str, entry: &Entry) -> Vec<u8> {
             o.u64(until.0);
         }
     }
-    o.0
+    *buf = o.0;
 }
 
 /// Encode a subscriber row.

@@ -15,20 +15,21 @@ use std::sync::Arc;
 /// Storage errors. Any error on the commit path is fatal for durability.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database file could not be opened or created (missing folder,
-    /// permissions, another process holding it, ...).
-    #[error("cannot open location database {}: {source}", path.display())]
+    /// The store directory could not be opened or created (missing parent
+    /// folder, permissions, another process holding it, ...).
+    #[error("cannot open location store {}: {source}", path.display())]
     Open {
-        /// The file.
+        /// The directory.
         path: PathBuf,
-        /// What redb reported.
+        /// What the operating system reported.
         #[source]
-        source: redb::DatabaseError,
+        source: std::io::Error,
     },
-    /// The file is damaged, or is not a regmesh location database. It is left
-    /// untouched for the operator to inspect, restore or move aside.
+    /// A file of the store is damaged, or is not a regmesh store file. The
+    /// directory is left untouched for the operator to inspect, restore or
+    /// move aside.
     #[error(
-        "location database {} is corrupt or not a regmesh location database (left untouched): {source}",
+        "location store file {} is corrupt or not a regmesh store file (left untouched): {source}",
         path.display()
     )]
     Corrupt {
@@ -40,7 +41,7 @@ pub enum StoreError {
     },
     /// The file was written by a build with another on-disk format.
     #[error(
-        "location database {} has format {found}; this build reads format {supported}",
+        "location store file {} has format {found}; this build reads format {supported}",
         path.display()
     )]
     UnsupportedFormat {
@@ -51,16 +52,17 @@ pub enum StoreError {
         /// Format this build reads.
         supported: u8,
     },
-    /// Reading the database at startup failed.
-    #[error("reading location database {}: {source}", path.display())]
+    /// Reading the store at startup failed.
+    #[error("reading location store file {}: {source}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
-        /// What redb reported.
+        /// What the operating system reported.
         #[source]
-        source: redb::Error,
+        source: std::io::Error,
     },
-    /// An operating-system error outside the database (starting the writer thread).
+    /// An operating-system error outside reading and appending (starting
+    /// a thread, creating a segment).
     #[error("location store I/O error while {context}: {source}")]
     Io {
         /// What the store was doing.
@@ -71,11 +73,11 @@ pub enum StoreError {
     },
     /// A commit failed: writes acknowledged from now on would not be durable,
     /// so the store has turned unhealthy.
-    #[error("commit to the location database failed; the store is no longer durable: {source}")]
+    #[error("append to the location change log failed; the store is no longer durable: {source}")]
     Commit {
-        /// What redb reported (shared by every write of the failed batch).
+        /// What the operating system reported (shared by every write of the failed batch).
         #[source]
-        source: Arc<redb::Error>,
+        source: Arc<std::io::Error>,
     },
     /// An earlier commit failed; writes are refused.
     #[error("the location store is unhealthy after an earlier commit failure; write refused")]
@@ -99,16 +101,29 @@ pub enum StoreError {
     },
 }
 
-/// What makes a database file unusable.
+/// What makes a store file unusable.
 #[derive(Debug, thiserror::Error)]
 pub enum Corruption {
-    /// redb found the file damaged or not a redb database.
-    #[error("{0}")]
-    Storage(#[source] redb::StorageError),
-    /// A table of ours has an unexpected type (another program's file).
-    #[error("{0}")]
-    Table(#[source] redb::TableError),
-    /// A record that does not decode.
+    /// The file's header is wrong (not a regmesh store file, or damaged).
+    #[error("bad header: {what}")]
+    Header {
+        /// What is wrong.
+        what: &'static str,
+    },
+    /// A record fails its checksum or is cut short where that cannot be a
+    /// crash's torn tail (inside a snapshot, or an older log segment).
+    #[error("damaged record at byte {offset}")]
+    Damaged {
+        /// Where the bad record starts.
+        offset: u64,
+    },
+    /// A file the store needs is not there.
+    #[error("missing {what}")]
+    Missing {
+        /// Which file.
+        what: &'static str,
+    },
+    /// A record that passes its checksum but does not decode.
     #[error("table {table}: {source}")]
     Record {
         /// The table.
@@ -117,18 +132,11 @@ pub enum Corruption {
         #[source]
         source: DecodeError,
     },
-    /// The `meta` table is missing or malformed while data is present.
-    #[error("missing or malformed meta record {key:?}")]
-    Meta {
-        /// The meta key.
-        key: &'static str,
-    },
-    /// redb panicked while reading the file (it does not promise not to on a
-    /// file damaged outside redb); the panic was caught.
-    #[error("the database library panicked reading the file: {message}")]
-    Panicked {
-        /// The panic message.
-        message: String,
+    /// A record of a kind this build does not know.
+    #[error("unknown record kind {kind}")]
+    RecordKind {
+        /// The kind byte.
+        kind: u8,
     },
 }
 

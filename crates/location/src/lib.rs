@@ -8,8 +8,9 @@
 //!   ([`merge()`]): last-writer-wins on a hybrid-logical-clock [`Version`] with
 //!   tombstones, so any delivery order gives the same table;
 //! - makes every write durable before its [`Commit`] resolves: a group-commit
-//!   writer thread batches concurrent writes into one fsync'd redb
-//!   transaction (see `persist` for who blocks under overload);
+//!   writer thread appends concurrent writes to the change log with one
+//!   fdatasync (see `persist` for who blocks under overload), and a
+//!   background thread snapshots the table so the log stays short;
 //! - expires bindings locally at their absolute expiry time, with an expiry
 //!   index so the sweep costs what is due, not the table size;
 //! - stores digest-auth [`Subscriber`]s.
@@ -21,46 +22,38 @@
 //!
 //! # On-disk format
 //!
-//! One redb file with tables `bindings` (key `aor \0 contact`, value a
-//! versioned binary record of a binding or tombstone), `subscribers` (key
-//! `user@domain`) and `meta` (format version, node id). The byte layout is
-//! documented in the `codec` module; every value starts with a format byte
-//! (currently 1).
+//! A directory of change-log segments and snapshots, every record framed
+//! with its length and a CRC-32; the layout and the recovery rules are in
+//! the `disk` module, the encoding of a binding, tombstone or subscriber in
+//! `codec`.
 //!
-//! # Why redb
+//! # Why a log and snapshots
 //!
-//! Measured against fjall 3 with `bench/store-eval` (numbers, date and
-//! command in its README; one run on the 2-core development VM):
+//! The first format was one redb file (a copy-on-write B-tree), chosen with
+//! `bench/store-eval` over fjall for its simplicity. The benchmark against
+//! Kamailio then showed what a B-tree costs for this workload, which is
+//! almost only overwrites of existing keys: about 4 KB written per
+//! REGISTER (every commit rewrites the pages on the path to each key), and
+//! a file that grew from 64 MiB to about 1 GiB for 50,000 bindings under
+//! sustained refreshes, halving throughput with it (BENCHMARKS.md).
 //!
-//! | rows of ~270 bytes, one fsync per batch | redb 4.6 | fjall 3.1 |
-//! |---|---|---|
-//! | batch 1 | 4.4k rows/s | 6.9k rows/s |
-//! | batch 32 | 39k rows/s | 81k rows/s |
-//! | batch 256 | 63k rows/s | 184k rows/s |
-//! | load 1M rows (open + scan, no decoding) | 1.3 s | 0.6 s |
-//! | 1M rows on disk | 285 MiB | 268 MiB |
-//!
-//! fjall (an LSM tree) is faster, 1.5–3× on writes and 2× on the full scan.
-//! redb is kept because it meets every target of this store with a wide
-//! margin and is simpler to operate: a node needs a few thousand durable
-//! registrations per second, which group commit turns into batches that
-//! redb writes at tens of thousands of rows per second; and this store,
-//! decoding and indexing a million real bindings (~400-byte rows, a 544 MiB
-//! file), opens in 3.0 s (release, same VM; the ignored test
-//! `startup_with_a_million_bindings`), inside the 5 s budget. In exchange redb is a
-//! single file (backup and inspection are a file copy; a crash-consistent
-//! copy-on-write B-tree with no journal replay or compaction debt), runs no
-//! background threads that would compete with SIP handling on small
-//! machines, and keeps space use stable where fjall's journal and
-//! uncompacted levels grew to 160 MiB for the 27 MiB of live data in the
-//! throughput run. The store is behind `persist`, so a second backend can
-//! be added if a deployment ever needs fjall's write rate.
+//! Since the authoritative table is in memory, the disk only has to be able
+//! to rebuild it: an append-only log of changes does that with one
+//! sequential write of the changes themselves (200-400 bytes each) per
+//! group commit, and periodic snapshots of the in-memory table bound its
+//! length. The merge rule makes the snapshot simple: it is taken while
+//! writes go on, and replaying the log after it converges to the same
+//! table. The log is also what replication needs (DESIGN.md: a durable
+//! change log with per-peer cursors). It is a single-node format; a
+//! deployment that outgrows it would put the store behind another backend,
+//! which `persist` and `disk` keep to two modules.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod clock;
 mod codec;
 mod commit;
+mod disk;
 mod error;
 pub mod merge;
 pub mod model;

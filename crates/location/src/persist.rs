@@ -1,20 +1,23 @@
-//! Durability: the redb file, loading it at startup, and the group-commit writer.
+//! Durability: the group-commit writer that appends every change to the
+//! change log, and the checkpointer that writes snapshots so the log stays
+//! short. The file layout and recovery are in [`crate::disk`].
 //!
 //! # Group commit
 //!
-//! One dedicated thread owns the write side of the [`redb::Database`]. Writers
-//! (REGISTER handling, RPC, replication, the expiry sweep) send a
-//! [`Request`] — a batch of row writes plus a one-shot reply — over a bounded
-//! channel. The thread takes the first request, drains every request already
-//! queued behind it (up to [`MAX_REQUESTS_PER_TXN`]), writes them all in one
-//! write transaction committed with [`Durability::Immediate`] (fsync), and
-//! only then answers every waiter. Under load, many REGISTERs share one fsync;
-//! when idle, a single write costs one fsync and no added delay.
+//! One dedicated thread owns the newest log segment. Writers (REGISTER
+//! handling, RPC, replication, the expiry sweep) send a [`Request`] — a
+//! batch of row writes plus the completer of its [`Commit`] — over a bounded
+//! channel. The thread takes the first request, drains every request
+//! already queued behind it (up to [`MAX_REQUESTS_PER_TXN`]), appends them
+//! all with one `write` and one `fdatasync`, and only then resolves every
+//! waiter (running the callbacks of [`Commit::on_durable`] right there).
+//! Under load, many REGISTERs share one fsync; when idle, a single write
+//! costs one fsync and no added delay.
 //!
-//! Requests are applied in channel order. The store sends a request while it
-//! still holds the lock of the AoR's shard, so the commit order of the writes
-//! of one AoR is their order in memory, and the file always converges to the
-//! in-memory table.
+//! Requests are appended in channel order. The store sends a request while
+//! it still holds the lock of the AoR's shard, so the log order of the
+//! writes of one AoR is their order in memory, and replaying the log always
+//! rebuilds the in-memory table.
 //!
 //! **Who blocks, who is refused, under overload.** The channel holds
 //! [`QUEUE_CAPACITY`] requests: enough for the requests that arrive during
@@ -28,47 +31,48 @@
 //! way acknowledging faster than the disk can make writes durable is not
 //! possible, and an unbounded queue would only hide a failing disk.
 //!
-//! **Failure.** A failed transaction is fatal: every waiter of that
-//! transaction gets [`StoreError::Commit`], the store turns unhealthy, and
-//! every later request is answered [`StoreError::Unhealthy`] without touching
-//! the file. If the thread dies (a panic in the database library), pending
-//! waiters see their reply sender dropped ([`StoreError::WriterGone`]) and the
-//! store also turns unhealthy.
+//! **Failure.** A failed append or fsync is fatal: every waiter of that
+//! batch gets [`StoreError::Commit`], the store turns unhealthy, and every
+//! later request is answered [`StoreError::Unhealthy`] without touching the
+//! file (after a failed fsync the kernel may have dropped the dirty pages,
+//! so retrying could acknowledge data that is not on disk). If the thread
+//! dies, pending waiters see [`StoreError::WriterGone`] and the store also
+//! turns unhealthy.
 //!
-//! # Loading
+//! # Segments and snapshots
 //!
-//! [`open`] reads every row straight into the in-memory table (no
-//! intermediate copy), through a read-only handle, and only then opens the
-//! file for writing. Rows already past their deadline (expired bindings,
-//! tombstones past `until`) are not loaded; their keys are deleted by the
-//! writer's first transaction, in the background. A row that does not
-//! decode, a file that is not a redb database, or a redb file that is not
-//! ours is reported as [`StoreError::Corrupt`] and the file is never
-//! modified, deleted or replaced. The one exception to "read-only first" is
-//! a file that was not closed cleanly (crash, kill -9): redb recovers it,
-//! which needs a writable open, before it is read.
+//! A segment is closed and the next one started when it passes
+//! [`SEGMENT_BYTES`], or when a snapshot is due: when the log written since
+//! the last snapshot exceeds both [`SNAPSHOT_MIN_LOG_BYTES`] and the size of
+//! the last snapshot (so snapshot work stays proportional to log traffic,
+//! and disk use below about three times the live data plus a segment). The
+//! writer then hands the number N of the segment it just closed to the
+//! checkpointer thread, which copies the in-memory table shard by shard
+//! (one shard lock at a time, briefly) into `snapshot-N`, and once that is
+//! durable deletes segments up to N and older snapshots.
 //!
-//! The record layout is in [`crate::codec`].
+//! The snapshot is taken after segment N was closed, so every change not
+//! yet in memory when a shard is copied is queued after that and lands in
+//! a segment after N; replaying those segments over the snapshot, in order,
+//! rebuilds exactly the table (a change both copied and replayed is
+//! replayed to the same final value). A failed snapshot is logged, counted
+//! and retried after more log has been written; it never endangers the
+//! log, which stays until a snapshot covers it.
 
-use crate::clock::Timestamp;
-use crate::codec;
+use crate::clock::Clock;
 use crate::commit::{self, Commit, Completer};
-use crate::error::{Corruption, StoreError};
-use crate::model::{Hlc, NodeId};
-use crate::store::Subscriber;
-use crate::table::{Table, TableBuilder};
+use crate::disk::{self, FileKind};
+use crate::error::StoreError;
+use crate::model::NodeId;
+use crate::subscribers::Subscribers;
+use crate::table::Table;
 use parking_lot::Mutex;
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableError};
+use std::fs::File;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
-
-pub(crate) const BINDINGS: TableDefinition<'static, &[u8], &[u8]> =
-    TableDefinition::new("bindings");
-pub(crate) const SUBSCRIBERS: TableDefinition<'static, &str, &[u8]> =
-    TableDefinition::new("subscribers");
-pub(crate) const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("meta");
 
 /// Requests the writer channel holds before `update` is refused (and other
 /// senders block). Each request is one AoR's rows, a few hundred bytes, so
@@ -77,30 +81,41 @@ pub(crate) const QUEUE_CAPACITY: usize = 16_384;
 /// Requests written in one transaction at most (bounds a transaction's size
 /// and the latency of the first waiter in it).
 pub(crate) const MAX_REQUESTS_PER_TXN: usize = 4096;
-/// redb page cache. The table lives in memory; the cache only has to hold
-/// the B-tree pages that writes touch.
-const CACHE_BYTES: usize = 128 * 1024 * 1024;
+/// A segment is closed once it is this large.
+pub(crate) const SEGMENT_BYTES: u64 = 64 << 20;
+/// No snapshot before this much log has been written since the last one.
+pub(crate) const SNAPSHOT_MIN_LOG_BYTES: u64 = 64 << 20;
 
 /// One row write.
 #[derive(Debug)]
 pub(crate) enum PersistOp {
-    PutBinding {
-        key: Vec<u8>,
-        value: Vec<u8>,
-    },
-    DeleteBinding {
-        key: Vec<u8>,
-    },
-    PutSubscriber {
-        key: String,
-        value: Vec<u8>,
-    },
-    DeleteSubscriber {
-        key: String,
-    },
-    /// Test hook: makes the transaction fail, to exercise the failure path.
+    /// A binding or tombstone: its codec value (it names its own key).
+    PutBinding { value: Vec<u8> },
+    /// `aor \0 contact`.
+    DeleteBinding { key: Vec<u8> },
+    /// A subscriber's codec value.
+    PutSubscriber { value: Vec<u8> },
+    /// `user@domain`.
+    DeleteSubscriber { key: String },
+    /// Test hook: makes the append fail, to exercise the failure path.
     #[cfg(test)]
     FailForTest,
+}
+
+impl PersistOp {
+    fn frame(&self, out: &mut Vec<u8>, n: u64) -> std::io::Result<()> {
+        match self {
+            Self::PutBinding { value } => disk::frame(out, n, disk::REC_PUT_BINDING, value),
+            Self::DeleteBinding { key } => disk::frame(out, n, disk::REC_DELETE_BINDING, key),
+            Self::PutSubscriber { value } => disk::frame(out, n, disk::REC_PUT_SUBSCRIBER, value),
+            Self::DeleteSubscriber { key } => {
+                disk::frame(out, n, disk::REC_DELETE_SUBSCRIBER, key.as_bytes());
+            }
+            #[cfg(test)]
+            Self::FailForTest => return Err(std::io::Error::other("injected failure")),
+        }
+        Ok(())
+    }
 }
 
 type Reply = Completer;
@@ -111,284 +126,18 @@ pub(crate) enum Request {
         ops: Vec<PersistOp>,
         done: Option<Reply>,
     },
+    /// Start a snapshot now (unless one is being written).
+    Snapshot,
     Close {
         done: mpsc::Sender<Result<(), StoreError>>,
     },
 }
 
-/// What [`open`] found on disk.
-pub(crate) struct Loaded {
-    pub(crate) db: Database,
-    /// The table, with every entry still within its deadline.
-    pub(crate) table: Table,
-    pub(crate) subscribers: Vec<Subscriber>,
-    /// Keys of rows past their deadline, to delete.
-    pub(crate) stale: Vec<Vec<u8>>,
-    /// The largest version stamp found (the HLC must move past it).
-    pub(crate) max_hlc: Hlc,
-}
-
-/// Open or create the database at `path` and read it whole.
-pub(crate) fn open(path: &Path, node: NodeId, now: Timestamp) -> Result<Loaded, StoreError> {
-    // redb does not promise not to panic on a file damaged outside redb;
-    // turn such a panic into a clear error instead of taking the node down
-    // with an obscure message.
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| open_inner(path, node, now))) {
-        Ok(r) => r,
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_owned());
-            Err(StoreError::Corrupt {
-                path: path.to_owned(),
-                source: Corruption::Panicked { message },
-            })
-        }
-    }
-}
-
-/// Everything read from a file before it is opened for writing.
-struct Probe {
-    format: Option<Vec<u8>>,
-    node: Option<Vec<u8>>,
-    table: TableBuilder,
-    subscribers: Vec<Subscriber>,
-    stale: Vec<Vec<u8>>,
-    max_hlc: Hlc,
-}
-
-impl Probe {
-    fn empty() -> Self {
-        Self {
-            format: None,
-            node: None,
-            table: TableBuilder::new(),
-            subscribers: Vec::new(),
-            stale: Vec::new(),
-            max_hlc: Hlc(0),
-        }
-    }
-}
-
-fn open_inner(path: &Path, node: NodeId, now: Timestamp) -> Result<Loaded, StoreError> {
-    let existing = std::fs::metadata(path)
-        .map(|m| m.len() > 0)
-        .unwrap_or(false);
-    let (db, probe) = if existing {
-        // Read the whole file through a read-only handle first: a file that
-        // turns out not to be ours, or to hold an undecodable record, is
-        // then reported without a single byte of it having been written.
-        match redb::Builder::new()
-            .set_cache_size(CACHE_BYTES)
-            .open_read_only(path)
-        {
-            Ok(ro) => {
-                let probe = read_all(&ro, path, now)?;
-                drop(ro);
-                (open_writable(path)?, probe)
-            }
-            // Not shut down cleanly (a crash or kill -9): redb must repair
-            // it, which only a writable open does. That is routine crash
-            // recovery of a redb file, so the file is then read through the
-            // writable handle.
-            Err(redb::DatabaseError::RepairAborted) => {
-                tracing::warn!(path = %path.display(), "location database was not closed cleanly; recovering");
-                let db = open_writable(path)?;
-                let probe = read_all(&db, path, now)?;
-                (db, probe)
-            }
-            Err(e) => return Err(classify_open_error(path, e)),
-        }
-    } else {
-        (open_writable(path)?, Probe::empty())
-    };
-    let Probe {
-        format,
-        node: stored_node,
-        table,
-        subscribers,
-        stale,
-        max_hlc,
-    } = probe;
-    let stored_node = match stored_node.as_deref() {
-        None => None,
-        Some(b) => match <[u8; 4]>::try_from(b) {
-            Ok(a) => Some(NodeId(u32::from_le_bytes(a))),
-            Err(_) => {
-                return Err(StoreError::Corrupt {
-                    path: path.to_owned(),
-                    source: Corruption::Meta { key: "node" },
-                });
-            }
-        },
-    };
-    if let Some(old) = stored_node
-        && old != node
-    {
-        // Versions already stamped keep the old id, which stays valid; but
-        // two live nodes sharing an id would break tie-breaking.
-        tracing::warn!(path = %path.display(), old = old.0, new = node.0, "location database was last opened by another node id");
-    }
-    if format.is_none() || stored_node != Some(node) {
-        write_meta(&db, node).map_err(|e| StoreError::Commit {
-            source: Arc::new(e),
-        })?;
-    }
-    Ok(Loaded {
-        db,
-        table: table.finish(),
-        subscribers,
-        stale,
-        max_hlc,
-    })
-}
-
-fn open_writable(path: &Path) -> Result<Database, StoreError> {
-    redb::Builder::new()
-        .set_cache_size(CACHE_BYTES)
-        .create(path)
-        .map_err(|e| classify_open_error(path, e))
-}
-
-/// Record the format and node id, and create the tables.
-fn write_meta(db: &Database, node: NodeId) -> Result<(), redb::Error> {
-    let mut tx = db.begin_write()?;
-    tx.set_durability(Durability::Immediate)?;
-    {
-        let mut meta = tx.open_table(META)?;
-        meta.insert("format", [codec::FORMAT].as_slice())?;
-        meta.insert("node", node.0.to_le_bytes().as_slice())?;
-        tx.open_table(BINDINGS)?;
-        tx.open_table(SUBSCRIBERS)?;
-    }
-    tx.commit()?;
-    Ok(())
-}
-
-/// Read meta, every binding row and every subscriber.
-fn read_all(db: &impl ReadableDatabase, path: &Path, now: Timestamp) -> Result<Probe, StoreError> {
-    let corrupt = |source| StoreError::Corrupt {
-        path: path.to_owned(),
-        source,
-    };
-    let read_err = |e: redb::Error| match e {
-        redb::Error::Corrupted(msg) => {
-            corrupt(Corruption::Storage(redb::StorageError::Corrupted(msg)))
-        }
-        source => StoreError::Read {
-            path: path.to_owned(),
-            source,
-        },
-    };
-    let table_err = |e: TableError| match e {
-        TableError::Storage(s) => read_err(s.into()),
-        other => corrupt(Corruption::Table(other)),
-    };
-    let mut probe = Probe::empty();
-    let rx = db.begin_read().map_err(|e| read_err(e.into()))?;
-
-    // Is this file ours, new, or someone else's?
-    match rx.open_table(META) {
-        Ok(meta) => {
-            probe.format = meta
-                .get("format")
-                .map_err(|e| read_err(e.into()))?
-                .map(|v| v.value().to_vec());
-            probe.node = meta
-                .get("node")
-                .map_err(|e| read_err(e.into()))?
-                .map(|v| v.value().to_vec());
-        }
-        Err(TableError::TableDoesNotExist(_)) => {
-            if rx
-                .list_tables()
-                .map_err(|e| read_err(e.into()))?
-                .next()
-                .is_some()
-            {
-                // A redb file of another program: not ours to write into.
-                return Err(corrupt(Corruption::Meta { key: "format" }));
-            }
-            return Ok(probe);
-        }
-        Err(e) => return Err(table_err(e)),
-    }
-    match probe.format.as_deref() {
-        Some([codec::FORMAT]) => {}
-        Some([found]) => {
-            return Err(StoreError::UnsupportedFormat {
-                path: path.to_owned(),
-                found: *found,
-                supported: codec::FORMAT,
-            });
-        }
-        _ => return Err(corrupt(Corruption::Meta { key: "format" })),
-    }
-
-    match rx.open_table(BINDINGS) {
-        Ok(table) => {
-            for row in table.iter().map_err(|e| read_err(e.into()))? {
-                let (k, v) = row.map_err(|e| read_err(e.into()))?;
-                let (aor, contact, entry) = codec::decode_entry(v.value()).map_err(|source| {
-                    corrupt(Corruption::Record {
-                        table: "bindings",
-                        source,
-                    })
-                })?;
-                probe.max_hlc = probe.max_hlc.max(entry.version().hlc);
-                if entry.deadline() <= now {
-                    probe.stale.push(k.value().to_vec());
-                } else {
-                    probe.table.insert(aor, contact, entry);
-                }
-            }
-        }
-        Err(TableError::TableDoesNotExist(_)) => {}
-        Err(e) => return Err(table_err(e)),
-    }
-    match rx.open_table(SUBSCRIBERS) {
-        Ok(table) => {
-            for row in table.iter().map_err(|e| read_err(e.into()))? {
-                let (_, v) = row.map_err(|e| read_err(e.into()))?;
-                probe
-                    .subscribers
-                    .push(codec::decode_subscriber(v.value()).map_err(|source| {
-                        corrupt(Corruption::Record {
-                            table: "subscribers",
-                            source,
-                        })
-                    })?);
-            }
-        }
-        Err(TableError::TableDoesNotExist(_)) => {}
-        Err(e) => return Err(table_err(e)),
-    }
-    Ok(probe)
-}
-
-fn classify_open_error(path: &Path, e: redb::DatabaseError) -> StoreError {
-    match e {
-        redb::DatabaseError::Storage(s @ redb::StorageError::Corrupted(_)) => StoreError::Corrupt {
-            path: path.to_owned(),
-            source: Corruption::Storage(s),
-        },
-        // redb reports a file that is not a redb database (bad magic number,
-        // impossible header) as invalid data.
-        redb::DatabaseError::Storage(redb::StorageError::Io(io))
-            if io.kind() == std::io::ErrorKind::InvalidData =>
-        {
-            StoreError::Corrupt {
-                path: path.to_owned(),
-                source: Corruption::Storage(redb::StorageError::Io(io)),
-            }
-        }
-        source => StoreError::Open {
-            path: path.to_owned(),
-            source,
-        },
-    }
+/// What the checkpointer copies into a snapshot.
+pub(crate) struct Source {
+    pub(crate) table: Arc<Table>,
+    pub(crate) subscribers: Arc<Subscribers>,
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 /// Shared between the writer thread and its handle.
@@ -405,6 +154,16 @@ struct Shared {
     /// Commit latency histogram: counts per [`COMMIT_BUCKETS_US`] bound, plus overflow.
     latency: [AtomicU64; COMMIT_BUCKETS_US.len() + 1],
     latency_sum_us: AtomicU64,
+    /// Log bytes appended since the last snapshot was started.
+    since_snapshot: AtomicU64,
+    /// Size of the newest snapshot.
+    snapshot_bytes: AtomicU64,
+    /// A snapshot is being written.
+    checkpoint_busy: AtomicBool,
+    /// Tells the checkpointer to abandon its snapshot (closing).
+    stop_checkpoint: AtomicBool,
+    snapshots: AtomicU64,
+    snapshot_failures: AtomicU64,
 }
 
 /// Upper bounds (µs) of the commit-latency histogram buckets: an fsync on
@@ -429,6 +188,14 @@ pub struct CommitStats {
     pub latency: [u64; COMMIT_BUCKETS_US.len() + 1],
     /// Total commit time, µs.
     pub latency_sum_us: u64,
+    /// Snapshots written since start.
+    pub snapshots: u64,
+    /// Snapshots that failed (the log they would have replaced is kept).
+    pub snapshot_failures: u64,
+    /// Log bytes appended since the last snapshot began.
+    pub log_bytes_since_snapshot: u64,
+    /// Size of the newest snapshot, bytes (0 before the first).
+    pub snapshot_bytes: u64,
 }
 
 /// The handle to the writer thread.
@@ -441,23 +208,48 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    /// Start the writer thread; it owns `db` from now on.
-    pub(crate) fn start(db: Database, path: &Path) -> Result<Self, StoreError> {
+    /// Create the first segment and start the writer and checkpointer
+    /// threads; the writer holds the directory `lock` from now on.
+    pub(crate) fn start(loaded: Start, source: Source) -> Result<Self, StoreError> {
+        let Start {
+            dir,
+            node,
+            next_segment,
+            lock,
+            log_bytes,
+            snapshot_bytes,
+        } = loaded;
+        let io = |context| move |source| StoreError::Io { context, source };
+        let log =
+            Log::create(&dir, node, next_segment).map_err(io("creating a change-log segment"))?;
         let (tx, rx) = mpsc::sync_channel(QUEUE_CAPACITY);
         let shared = Arc::new(Shared::default());
+        shared.since_snapshot.store(log_bytes, Ordering::Relaxed);
+        shared
+            .snapshot_bytes
+            .store(snapshot_bytes, Ordering::Relaxed);
+        let (ck_tx, ck_rx) = mpsc::sync_channel(1);
+        let ck_shared = shared.clone();
+        let ck_dir = dir.clone();
+        let checkpointer = std::thread::Builder::new()
+            .name("regmesh-location-snapshot".to_owned())
+            .spawn(move || checkpointer(ck_dir, node, source, ck_rx, ck_shared))
+            .map_err(io("starting the snapshot thread"))?;
         let thread_shared = shared.clone();
+        let state = WriterState {
+            log,
+            _lock: lock,
+            checkpoint: Some((ck_tx, checkpointer)),
+        };
         let thread = std::thread::Builder::new()
             .name("regmesh-location-writer".to_owned())
-            .spawn(move || run(db, rx, thread_shared))
-            .map_err(|source| StoreError::Io {
-                context: "starting the commit writer thread",
-                source,
-            })?;
+            .spawn(move || run(state, rx, thread_shared))
+            .map_err(io("starting the commit writer thread"))?;
         Ok(Self {
             tx,
             shared,
             thread: Mutex::new(Some(thread)),
-            path: path.to_owned(),
+            path: dir,
         })
     }
 
@@ -528,6 +320,17 @@ impl Writer {
         }
     }
 
+    /// Ask for a snapshot now (it runs in the background; `stats().snapshots`
+    /// counts it when done). Ignored while one is being written.
+    pub(crate) fn request_snapshot(&self) -> Result<(), StoreError> {
+        if let Some(e) = self.refusal() {
+            return Err(e);
+        }
+        self.tx
+            .send(Request::Snapshot)
+            .map_err(|_| self.refusal().unwrap_or(StoreError::WriterGone))
+    }
+
     /// A commit that resolves once every write queued before it is durable:
     /// a reader that saw state a pending write produced (a retransmission,
     /// a query) must not confirm it before it is on disk. Immediate when
@@ -539,19 +342,7 @@ impl Writer {
         self.try_submit(Vec::new()).unwrap_or_else(Commit::failed)
     }
 
-    /// Queue `ops` without anyone waiting (startup cleanup).
-    pub(crate) fn submit_detached(&self, ops: Vec<PersistOp>) {
-        if ops.is_empty() {
-            return;
-        }
-        self.shared.in_flight.fetch_add(1, Ordering::AcqRel);
-        if self.tx.send(Request::Write { ops, done: None }).is_err() {
-            self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
-            tracing::error!(path = %self.path.display(), "commit writer gone before startup cleanup");
-        }
-    }
-
-    /// Write everything queued, close the database and stop the thread.
+    /// Write everything queued, stop the threads and release the directory.
     /// Idempotent: later calls return `Ok(())`.
     pub(crate) fn close(&self) -> Result<(), StoreError> {
         let Some(thread) = self.thread.lock().take() else {
@@ -579,8 +370,23 @@ impl Writer {
             largest_txn: s.largest_txn.load(Ordering::Relaxed),
             latency: std::array::from_fn(|i| s.latency[i].load(Ordering::Relaxed)),
             latency_sum_us: s.latency_sum_us.load(Ordering::Relaxed),
+            snapshots: s.snapshots.load(Ordering::Relaxed),
+            snapshot_failures: s.snapshot_failures.load(Ordering::Relaxed),
+            log_bytes_since_snapshot: s.since_snapshot.load(Ordering::Relaxed),
+            snapshot_bytes: s.snapshot_bytes.load(Ordering::Relaxed),
         }
     }
+}
+
+/// What [`Writer::start`] needs from the load.
+pub(crate) struct Start {
+    pub(crate) dir: PathBuf,
+    pub(crate) node: NodeId,
+    pub(crate) next_segment: u64,
+    pub(crate) lock: File,
+    /// Log bytes already on disk after the newest snapshot.
+    pub(crate) log_bytes: u64,
+    pub(crate) snapshot_bytes: u64,
 }
 
 /// Marks the store failed if the writer thread ends without a clean close
@@ -595,24 +401,126 @@ impl Drop for FailOnUnwind {
     }
 }
 
+/// The newest segment, open for appending.
+struct Log {
+    dir: PathBuf,
+    node: NodeId,
+    n: u64,
+    file: File,
+    len: u64,
+    buf: Vec<u8>,
+}
+
+impl Log {
+    /// Create segment `n` with its header, durable (file and directory entry).
+    fn create(dir: &Path, node: NodeId, n: u64) -> std::io::Result<Self> {
+        let path = disk::segment_path(dir, n);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        file.write_all(&disk::header(FileKind::Log, node, n))?;
+        file.sync_all()?;
+        disk::sync_dir(dir)?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            node,
+            n,
+            file,
+            len: disk::HEADER_LEN,
+            buf: Vec::with_capacity(1 << 20),
+        })
+    }
+
+    /// Append every op of `writes` and fdatasync; returns the bytes written.
+    fn append(&mut self, writes: &[(Vec<PersistOp>, Option<Reply>)]) -> std::io::Result<u64> {
+        self.buf.clear();
+        for op in writes.iter().flat_map(|(ops, _)| ops) {
+            op.frame(&mut self.buf, self.n)?;
+        }
+        if self.buf.is_empty() {
+            return Ok(0);
+        }
+        self.file.write_all(&self.buf)?;
+        self.file.sync_data()?;
+        let n = self.buf.len() as u64;
+        self.len += n;
+        if self.buf.capacity() > 8 << 20 {
+            // One huge batch (a million-row import) should not pin its buffer.
+            self.buf = Vec::with_capacity(1 << 20);
+        }
+        Ok(n)
+    }
+
+    /// Close this segment and start the next one; returns the closed number.
+    fn rotate(&mut self) -> std::io::Result<u64> {
+        let next = Self::create(&self.dir, self.node, self.n + 1)?;
+        let closed = self.n;
+        *self = next;
+        Ok(closed)
+    }
+}
+
+/// Everything the writer thread owns.
+struct WriterState {
+    log: Log,
+    /// Held until the thread ends: the directory is ours while it runs.
+    _lock: File,
+    checkpoint: Option<(mpsc::SyncSender<u64>, std::thread::JoinHandle<()>)>,
+}
+
+impl WriterState {
+    /// Rotate when the segment is full or a snapshot is due, and hand the
+    /// closed segment to the checkpointer when one is.
+    fn maintain(&mut self, shared: &Shared, force: bool) -> std::io::Result<()> {
+        let since = shared.since_snapshot.load(Ordering::Relaxed);
+        let due = (force
+            || since >= SNAPSHOT_MIN_LOG_BYTES.max(shared.snapshot_bytes.load(Ordering::Relaxed)))
+            && !shared.checkpoint_busy.load(Ordering::Acquire);
+        if !due && self.log.len < SEGMENT_BYTES {
+            return Ok(());
+        }
+        let closed = self.log.rotate()?;
+        if due && let Some((tx, _)) = &self.checkpoint {
+            shared.checkpoint_busy.store(true, Ordering::Release);
+            shared.since_snapshot.store(0, Ordering::Relaxed);
+            if tx.try_send(closed).is_err() {
+                shared.checkpoint_busy.store(false, Ordering::Release);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stop the checkpointer (abandoning a snapshot in progress) and wait for it.
+    fn stop_checkpointer(&mut self, shared: &Shared) {
+        if let Some((tx, thread)) = self.checkpoint.take() {
+            shared.stop_checkpoint.store(true, Ordering::Release);
+            drop(tx);
+            if thread.join().is_err() {
+                tracing::error!("location snapshot thread panicked");
+            }
+        }
+    }
+}
+
 /// The writer thread's loop.
-fn run(db: Database, rx: mpsc::Receiver<Request>, shared: Arc<Shared>) {
+fn run(mut state: WriterState, rx: mpsc::Receiver<Request>, shared: Arc<Shared>) {
     let _guard = FailOnUnwind(shared.clone());
     let mut writes: Vec<(Vec<PersistOp>, Option<Reply>)> = Vec::new();
     loop {
         // Block for the first request, then take everything queued behind it.
         let Ok(first) = rx.recv() else {
-            // Every handle is gone without a close: close the file cleanly.
-            if let Err(e) = db.close() {
-                tracing::error!(error = %e, "closing the location database");
-            }
+            // Every handle is gone without a close.
+            state.stop_checkpointer(&shared);
             return;
         };
         let mut close = None;
+        let mut force = false;
         let mut next = Some(first);
         while let Some(req) = next {
             match req {
                 Request::Write { ops, done } => writes.push((ops, done)),
+                Request::Snapshot => force = true,
                 Request::Close { done } => {
                     close = Some(done);
                     break;
@@ -625,7 +533,15 @@ fn run(db: Database, rx: mpsc::Receiver<Request>, shared: Arc<Shared>) {
             };
         }
         if !writes.is_empty() {
-            write_batch(&db, &mut writes, &shared);
+            write_batch(&mut state.log, &mut writes, &shared);
+        }
+        if !shared.failed.load(Ordering::Acquire)
+            && close.is_none()
+            && let Err(e) = state.maintain(&shared, force)
+        {
+            // Appends go on into the current segment; only its size and
+            // the snapshot schedule suffer.
+            tracing::error!(error = %e, "could not start a new change-log segment");
         }
         if let Some(done) = close {
             shared.closed.store(true, Ordering::Release);
@@ -635,17 +551,15 @@ fn run(db: Database, rx: mpsc::Receiver<Request>, shared: Arc<Shared>) {
                     d.complete(Err(StoreError::Closed));
                 }
             }
-            let result = db.close().map_err(|e| StoreError::Commit {
-                source: Arc::new(e.into()),
-            });
-            let _ = done.send(result);
+            state.stop_checkpointer(&shared);
+            let _ = done.send(Ok(()));
             return;
         }
     }
 }
 
-/// Write `writes` in one transaction, answer every waiter, and clear `writes`.
-fn write_batch(db: &Database, writes: &mut Vec<(Vec<PersistOp>, Option<Reply>)>, shared: &Shared) {
+/// Append `writes` with one fsync, answer every waiter, and clear `writes`.
+fn write_batch(log: &mut Log, writes: &mut Vec<(Vec<PersistOp>, Option<Reply>)>, shared: &Shared) {
     let result = if shared.failed.load(Ordering::Acquire) {
         Err(None)
     } else if writes.iter().all(|(ops, _)| ops.is_empty()) {
@@ -653,7 +567,7 @@ fn write_batch(db: &Database, writes: &mut Vec<(Vec<PersistOp>, Option<Reply>)>,
         Ok(())
     } else {
         let watch = crate::clock::Stopwatch::start();
-        let r = commit(db, writes);
+        let r = log.append(writes);
         let us = watch.elapsed_micros();
         let bucket = COMMIT_BUCKETS_US
             .iter()
@@ -661,11 +575,17 @@ fn write_batch(db: &Database, writes: &mut Vec<(Vec<PersistOp>, Option<Reply>)>,
             .unwrap_or(COMMIT_BUCKETS_US.len());
         shared.latency[bucket].fetch_add(1, Ordering::Relaxed);
         shared.latency_sum_us.fetch_add(us, Ordering::Relaxed);
-        r.map_err(|e| {
-            shared.failed.store(true, Ordering::Release);
-            tracing::error!(error = %e, "location commit failed; store is now unhealthy");
-            Some(Arc::new(e))
-        })
+        match r {
+            Ok(bytes) => {
+                shared.since_snapshot.fetch_add(bytes, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                shared.failed.store(true, Ordering::Release);
+                tracing::error!(error = %e, segment = log.n, "appending to the change log failed; store is now unhealthy");
+                Err(Some(Arc::new(e)))
+            }
+        }
     };
     let ops: usize = writes.iter().map(|(o, _)| o.len()).sum();
     if result.is_ok() && ops > 0 {
@@ -687,37 +607,62 @@ fn write_batch(db: &Database, writes: &mut Vec<(Vec<PersistOp>, Option<Reply>)>,
                 }),
                 Err(None) => Err(StoreError::Unhealthy),
             };
-            // The waiter may have given up (dropped its Commit); nothing to do.
             done.complete(reply);
         }
     }
 }
 
-fn commit(db: &Database, writes: &[(Vec<PersistOp>, Option<Reply>)]) -> Result<(), redb::Error> {
-    let mut tx = db.begin_write()?;
-    tx.set_durability(Durability::Immediate)?;
-    {
-        let mut bindings = tx.open_table(BINDINGS)?;
-        let mut subscribers = tx.open_table(SUBSCRIBERS)?;
-        for op in writes.iter().flat_map(|(ops, _)| ops) {
-            match op {
-                PersistOp::PutBinding { key, value } => {
-                    bindings.insert(key.as_slice(), value.as_slice())?;
+/// The checkpointer thread: one snapshot per segment number received.
+fn checkpointer(
+    dir: PathBuf,
+    node: NodeId,
+    source: Source,
+    rx: mpsc::Receiver<u64>,
+    shared: Arc<Shared>,
+) {
+    while let Ok(n) = rx.recv() {
+        let watch = crate::clock::Stopwatch::start();
+        let result = disk::write_snapshot(&dir, node, n, |sink| {
+            let now = source.clock.now();
+            let mut out = Vec::with_capacity(1 << 20);
+            for shard in source.table.shards() {
+                if shared.stop_checkpoint.load(Ordering::Acquire) {
+                    return Ok(false);
                 }
-                PersistOp::DeleteBinding { key } => {
-                    bindings.remove(key.as_slice())?;
+                {
+                    let shard = shard.lock();
+                    for (aor, slots) in shard.records() {
+                        for slot in slots.iter().filter(|s| s.entry.deadline() > now) {
+                            sink.entry(aor, &slot.contact, &slot.entry, &mut out);
+                        }
+                    }
                 }
-                PersistOp::PutSubscriber { key, value } => {
-                    subscribers.insert(key.as_str(), value.as_slice())?;
-                }
-                PersistOp::DeleteSubscriber { key } => {
-                    subscribers.remove(key.as_str())?;
-                }
-                #[cfg(test)]
-                PersistOp::FailForTest => return Err(redb::Error::ValueTooLarge(usize::MAX)),
+                sink.flush(&mut out)?;
+            }
+            for s in source.subscribers.all() {
+                sink.subscriber(&s, &mut out);
+            }
+            sink.flush(&mut out)?;
+            Ok(true)
+        });
+        match result {
+            Ok(Some(bytes)) => {
+                disk::remove_covered(&dir, n);
+                shared.snapshot_bytes.store(bytes, Ordering::Relaxed);
+                shared.snapshots.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    snapshot = n,
+                    bytes,
+                    ms = watch.elapsed_micros() / 1000,
+                    "location snapshot written; older log removed"
+                );
+            }
+            Ok(None) => {}
+            Err(e) => {
+                shared.snapshot_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(snapshot = n, error = %e, "writing a location snapshot failed; the change log is kept");
             }
         }
+        shared.checkpoint_busy.store(false, Ordering::Release);
     }
-    tx.commit()?;
-    Ok(())
 }

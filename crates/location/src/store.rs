@@ -10,11 +10,12 @@
 
 use crate::clock::{Clock, HlcClock, Timestamp};
 use crate::codec;
+use crate::disk;
 use crate::error::InvalidChange;
 use crate::model::{
     Binding, Change, ChangeKind, Entry, Hlc, MergeDecision, NodeId, Op, Version, merge,
 };
-use crate::persist::{self, PersistOp, Writer};
+use crate::persist::{PersistOp, Source, Start, Writer};
 use crate::subscribers::Subscribers;
 use crate::table::{Shard, Table};
 use std::path::{Path, PathBuf};
@@ -42,8 +43,8 @@ pub struct Location {
     clock: Arc<dyn Clock>,
     node: NodeId,
     hlc: HlcClock,
-    table: Table,
-    subscribers: Subscribers,
+    table: Arc<Table>,
+    subscribers: Arc<Subscribers>,
     writer: Writer,
     path: PathBuf,
 }
@@ -60,35 +61,44 @@ impl std::fmt::Debug for Location {
 }
 
 impl Location {
-    /// Open (or create) the database at `path`, load every binding, drop expired ones.
+    /// Open (or create) the store directory `path`, load every binding and
+    /// subscriber, drop expired entries, and start the writer.
     ///
-    /// A file that is damaged or not a regmesh location database yields
-    /// [`StoreError::Corrupt`] and is left exactly as it was. The parent
-    /// folder must exist.
+    /// A store file that is damaged or not a regmesh store file yields
+    /// [`StoreError::Corrupt`] and the directory is left exactly as it was
+    /// (the one repair made is cutting off the torn tail of the newest log
+    /// segment a crash leaves, which was never acknowledged). The parent
+    /// folder must exist; a second open of the same directory, in this
+    /// process or another, is refused ([`StoreError::Open`]).
     pub fn open(path: &Path, node: NodeId, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
         let now = clock.now();
-        let loaded = persist::open(path, node, now)?;
+        let loaded = disk::open(path, node, now)?;
         let hlc = HlcClock::new();
         // Never issue a stamp at or below one already on disk, even if the
         // wall clock stepped back across the restart.
         hlc.observe(loaded.max_hlc);
-        let subscribers = Subscribers::from_loaded(loaded.subscribers);
-        let stale: Vec<PersistOp> = loaded
-            .stale
-            .into_iter()
-            .map(|key| PersistOp::DeleteBinding { key })
-            .collect();
-        let dropped = stale.len();
-        let writer = Writer::start(loaded.db, path)?;
-        // Deleting rows that expired while the node was down is housekeeping
-        // (they are not in memory and would be skipped again at the next
-        // load), so nobody waits for it.
-        writer.submit_detached(stale);
+        let table = Arc::new(loaded.table);
+        let subscribers = Arc::new(Subscribers::from_loaded(loaded.subscribers));
+        let writer = Writer::start(
+            Start {
+                dir: path.to_owned(),
+                node,
+                next_segment: loaded.next_segment,
+                lock: loaded.lock,
+                log_bytes: loaded.log_bytes,
+                snapshot_bytes: loaded.snapshot_bytes,
+            },
+            Source {
+                table: table.clone(),
+                subscribers: subscribers.clone(),
+                clock: clock.clone(),
+            },
+        )?;
         let this = Self {
             clock,
             node,
             hlc,
-            table: loaded.table,
+            table,
             subscribers,
             writer,
             path: path.to_owned(),
@@ -100,8 +110,10 @@ impl Location {
             bindings = st.bindings,
             aors = st.aors,
             tombstones = st.tombstones,
-            expired_dropped = dropped,
+            expired_dropped = loaded.expired,
             subscribers = this.subscribers.len(),
+            snapshot_bytes = loaded.snapshot_bytes,
+            log_bytes = loaded.log_bytes,
             "location store loaded"
         );
         Ok(this)
@@ -117,7 +129,7 @@ impl Location {
         self.node
     }
 
-    /// The database file.
+    /// The store directory.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -179,7 +191,6 @@ impl Location {
                 .or_else(|| shard.get(aor, &change.contact));
             if let (_, Some(entry)) = merge(current, &change) {
                 rows.push(PersistOp::PutBinding {
-                    key: codec::binding_key(aor, &change.contact),
                     value: codec::encode_entry(aor, &change.contact, &entry),
                 });
                 staged.push((change.contact, entry));
@@ -259,7 +270,6 @@ impl Location {
         let (decision, new) = merge(shard.get(&change.aor, &change.contact), change);
         if let Some(entry) = new {
             rows.push(PersistOp::PutBinding {
-                key: codec::binding_key(&change.aor, &change.contact),
                 value: codec::encode_entry(&change.aor, &change.contact, &entry),
             });
             shard.put(
@@ -399,6 +409,14 @@ impl Location {
         }
     }
 
+    /// Start writing a snapshot now instead of waiting for the log to grow
+    /// (operators before a backup; tests). It runs in the background and
+    /// [`CommitStats::snapshots`] counts it once durable; a request while one
+    /// is being written is ignored.
+    pub fn request_snapshot(&self) -> Result<(), StoreError> {
+        self.writer.request_snapshot()
+    }
+
     /// Counters of the group-commit writer (transactions = fsyncs).
     pub fn commit_stats(&self) -> CommitStats {
         self.writer.stats()
@@ -424,7 +442,6 @@ impl Location {
             }
             let key = codec::subscriber_key(&s.user, &s.domain);
             let row = PersistOp::PutSubscriber {
-                key: key.clone(),
                 value: codec::encode_subscriber(&s),
             };
             map.insert(key, s);

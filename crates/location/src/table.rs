@@ -346,12 +346,39 @@ impl TableBuilder {
         }
     }
 
+    /// Remove one key (a deletion replayed from the log).
+    pub(crate) fn remove(&mut self, aor: &str, contact: &str) {
+        let i = self.table.shard_index(aor);
+        let shard = self.table.shards[i].get_mut();
+        if let Some(rec) = shard.aors.get_mut(aor) {
+            rec.slots.retain(|s| s.contact != contact);
+            if rec.slots.is_empty() {
+                shard.aors.remove(aor);
+            }
+        }
+    }
+
     /// Index deadlines, count, and hand over the table.
-    pub(crate) fn finish(mut self) -> Table {
+    #[cfg(test)]
+    pub(crate) fn finish(self) -> Table {
+        self.finish_at(Timestamp(0)).0
+    }
+
+    /// Drop entries whose deadline is at or before `now` (they would only
+    /// be swept at once), index deadlines, count, and hand over the table
+    /// with the number of entries dropped.
+    pub(crate) fn finish_at(mut self, now: Timestamp) -> (Table, u64) {
         let mut total = Tally::default();
         let mut aors = 0;
+        let mut dropped = 0u64;
         for shard in self.table.shards.iter_mut() {
             let shard = shard.get_mut();
+            shard.aors.retain(|_, rec| {
+                let before = rec.slots.len();
+                rec.slots.retain(|s| s.entry.deadline() > now);
+                dropped += (before - rec.slots.len()) as u64;
+                !rec.slots.is_empty()
+            });
             for (key, rec) in &mut shard.aors {
                 rec.slots.shrink_to_fit();
                 rec.deadline = rec
@@ -371,7 +398,7 @@ impl TableBuilder {
         c.bindings.store(total.live, Ordering::Relaxed);
         c.tombstones.store(total.tombstones, Ordering::Relaxed);
         c.aors.store(aors, Ordering::Relaxed);
-        self.table
+        (self.table, dropped)
     }
 }
 

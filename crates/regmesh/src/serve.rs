@@ -72,7 +72,18 @@ async fn serve(cfg: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
         .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
     let clock: Arc<SystemClock> = Arc::new(SystemClock);
     let started = clock.now();
-    let db_path = cfg.data_dir.join("regmesh.redb");
+    let db_path = cfg.data_dir.join("location");
+    let legacy = cfg.data_dir.join("regmesh.redb");
+    if legacy.exists() {
+        anyhow::bail!(
+            "{} was written by an earlier regmesh (store format 1, a redb file); this build keeps \
+             the location store in the directory {} (format 2) and does not convert the old \
+             file: move it aside (phones re-register within one registration interval; \
+             subscribers must be provisioned again)",
+            legacy.display(),
+            db_path.display()
+        );
+    }
     let load_start = tokio::time::Instant::now();
     let location = {
         let clock = clock.clone();
@@ -83,7 +94,7 @@ async fn serve(cfg: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
             .context("joining the database loader")?
             .with_context(|| {
                 format!(
-                    "opening the location database {} (the file is left untouched)",
+                    "opening the location store {} (its files are left untouched)",
                     db_path.display()
                 )
             })?

@@ -2,7 +2,6 @@ use super::*;
 use crate::clock::ManualClock;
 use crate::error::Corruption;
 use crate::testutil::binding;
-use redb::{ReadableDatabase, ReadableTableMetadata};
 
 const NODE: NodeId = NodeId(7);
 const T0: Timestamp = Timestamp::from_secs(1_700_000_000);
@@ -20,7 +19,7 @@ impl Fixture {
         }
     }
     fn path(&self) -> PathBuf {
-        self.dir.path().join("location.redb")
+        self.dir.path().join("location")
     }
     fn open(&self) -> Location {
         Location::open(&self.path(), NODE, self.clock.clone()).expect("open")
@@ -62,14 +61,56 @@ fn contacts(loc: &Location, aor: &str) -> Vec<String> {
     loc.lookup(aor).into_iter().map(|b| b.contact).collect()
 }
 
-/// Rows in the file's bindings table (opened after the store is closed).
+/// Entries (bindings and tombstones, expired or not) the store directory
+/// holds, read with the store closed.
 fn rows_on_disk(path: &Path) -> u64 {
-    let db = redb::Database::open(path).expect("reopen raw");
-    let rx = db.begin_read().expect("read");
-    rx.open_table(persist::BINDINGS)
-        .expect("table")
-        .len()
-        .expect("len")
+    let loaded = disk::open(path, NODE, Timestamp(0)).expect("read store");
+    let c = loaded.table.counts();
+    c.bindings.load(Ordering::Relaxed) + c.tombstones.load(Ordering::Relaxed)
+}
+
+/// Files of the store directory, by name (LOCK excluded).
+fn files(path: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(path)
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "LOCK")
+        .collect();
+    v.sort();
+    v
+}
+
+/// Copy the store directory (what kill -9 leaves is its files as they are).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read dir") {
+        let e = e.expect("entry");
+        std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
+    }
+}
+
+/// Every file's bytes, to show a refused directory was not modified.
+fn contents(path: &Path) -> Vec<(String, Vec<u8>)> {
+    files(path)
+        .into_iter()
+        .map(|n| {
+            let b = std::fs::read(path.join(&n)).expect("read");
+            (n, b)
+        })
+        .collect()
+}
+
+/// Ask for a snapshot and wait until it is durable.
+fn snapshot_now(loc: &Location) {
+    let before = loc.commit_stats().snapshots;
+    loc.request_snapshot().expect("request");
+    for _ in 0..500 {
+        if loc.commit_stats().snapshots > before {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("snapshot not written within 5 s: {:?}", loc.commit_stats());
 }
 
 // ---------------------------------------------------------------- update
@@ -490,7 +531,7 @@ fn tombstones_survive_reopen_and_still_reject_old_writes() {
 }
 
 #[test]
-fn expired_rows_are_gone_after_reopen_and_deleted_from_disk() {
+fn expired_rows_are_not_loaded_and_the_next_snapshot_drops_them() {
     let fx = Fixture::new();
     {
         let loc = fx.open();
@@ -513,12 +554,13 @@ fn expired_rows_are_gone_after_reopen_and_deleted_from_disk() {
                 tombstones: 0
             }
         );
+        snapshot_now(&loc);
         loc.close().expect("close");
     }
     assert_eq!(
         rows_on_disk(&fx.path()),
         1,
-        "background cleanup deleted the stale rows"
+        "the snapshot holds only what is live"
     );
 }
 
@@ -553,12 +595,12 @@ fn acknowledged_write_survives_a_crash_image() {
     // The bytes of the file right after the commit was acknowledged, while
     // the store is still running, are exactly what kill -9 would leave.
     let fx = Fixture::new();
-    let image = fx.dir.path().join("crash.redb");
+    let image = fx.dir.path().join("crash");
     let loc = fx.open();
     register(&loc, b("alice@x", "sip:a@1", 600));
     unregister(&loc, "alice@x", "sip:a@1");
     register(&loc, b("alice@x", "sip:a@2", 600));
-    std::fs::copy(fx.path(), &image).expect("copy");
+    copy_dir(&fx.path(), &image);
     let crashed = Location::open(&image, NODE, fx.clock.clone()).expect("open crash image");
     assert_eq!(contacts(&crashed, "alice@x"), vec!["sip:a@2".to_owned()]);
     assert_eq!(crashed.stats().tombstones, 1);
@@ -658,126 +700,124 @@ async fn subscribers_persist_across_reopen() {
 
 // ---------------------------------------------------------------- failures
 
+/// A closed store with a few entries; returns the newest segment's path.
+fn closed_store_with_data(fx: &Fixture) -> PathBuf {
+    let loc = fx.open();
+    register(&loc, b("alice@x", "sip:a@1", 600));
+    register(&loc, b("bob@x", "sip:b@1", 600));
+    loc.close().expect("close");
+    drop(loc);
+    let newest = files(&fx.path())
+        .into_iter()
+        .rfind(|n| n.starts_with("log-"))
+        .expect("a segment");
+    fx.path().join(newest)
+}
+
+fn expect_corrupt(fx: &Fixture) -> Corruption {
+    let before = contents(&fx.path());
+    let err = Location::open(&fx.path(), NODE, fx.clock.clone()).expect_err("must refuse");
+    assert_eq!(contents(&fx.path()), before, "directory unchanged");
+    match err {
+        StoreError::Corrupt { path, source } => {
+            assert!(
+                path.starts_with(fx.path()),
+                "names the file: {}",
+                path.display()
+            );
+            source
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
 #[test]
-fn garbage_file_is_reported_corrupt_and_left_untouched() {
+fn garbage_segment_is_reported_corrupt_and_left_untouched() {
     let fx = Fixture::new();
+    std::fs::create_dir(fx.path()).expect("mkdir");
     let garbage: Vec<u8> = (0..64 * 1024u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
-    std::fs::write(fx.path(), &garbage).expect("write");
-    let err = Location::open(&fx.path(), NODE, fx.clock.clone()).expect_err("must refuse");
-    assert!(matches!(err, StoreError::Corrupt { .. }), "got {err:?}");
-    assert!(
-        err.to_string().contains("location.redb"),
-        "names the file: {err}"
-    );
-    assert!(
-        std::fs::read(fx.path()).expect("read") == garbage,
-        "file unchanged"
-    );
+    std::fs::write(fx.path().join(disk::log_name(1)), &garbage).expect("write");
+    let c = expect_corrupt(&fx);
+    assert!(matches!(c, Corruption::Header { .. }), "got {c:?}");
 }
 
 #[test]
-fn short_garbage_file_is_refused_and_left_untouched() {
+fn short_garbage_segment_is_refused_and_left_untouched() {
     let fx = Fixture::new();
-    std::fs::write(fx.path(), b"not a database").expect("write");
-    let err = Location::open(&fx.path(), NODE, fx.clock.clone()).expect_err("must refuse");
-    assert!(
-        matches!(err, StoreError::Corrupt { .. } | StoreError::Open { .. }),
-        "got {err:?}"
-    );
-    assert_eq!(std::fs::read(fx.path()).expect("read"), b"not a database");
+    std::fs::create_dir(fx.path()).expect("mkdir");
+    std::fs::write(fx.path().join(disk::log_name(1)), b"not a log").expect("write");
+    let c = expect_corrupt(&fx);
+    assert!(matches!(c, Corruption::Header { .. }), "got {c:?}");
 }
 
 #[test]
-fn foreign_redb_file_is_refused_and_left_untouched() {
+fn a_store_path_that_is_a_file_is_refused_and_left_untouched() {
+    // For instance the redb file of a build before the log format.
     let fx = Fixture::new();
-    {
-        let db = redb::Database::create(fx.path()).expect("create");
-        let tx = db.begin_write().expect("write");
-        {
-            let t: redb::TableDefinition<'_, u64, u64> = redb::TableDefinition::new("theirs");
-            let mut t = tx.open_table(t).expect("table");
-            t.insert(1, 2).expect("insert");
-        }
-        tx.commit().expect("commit");
-    }
-    let before = std::fs::read(fx.path()).expect("read");
+    std::fs::write(fx.path(), b"some file").expect("write");
     let err = Location::open(&fx.path(), NODE, fx.clock.clone()).expect_err("must refuse");
-    assert!(
-        matches!(
-            err,
-            StoreError::Corrupt {
-                source: Corruption::Meta { key: "format" },
-                ..
-            }
-        ),
-        "got {err:?}"
-    );
-    assert!(
-        std::fs::read(fx.path()).expect("read") == before,
-        "file unchanged"
+    assert!(matches!(err, StoreError::Open { .. }), "got {err:?}");
+    assert!(err.to_string().contains("not a directory"), "{err}");
+    assert_eq!(std::fs::read(fx.path()).expect("read"), b"some file");
+}
+
+#[test]
+fn unrelated_files_in_the_directory_are_ignored() {
+    let fx = Fixture::new();
+    closed_store_with_data(&fx);
+    std::fs::write(fx.path().join("README"), b"notes").expect("write");
+    let loc = fx.open();
+    assert_eq!(loc.stats().bindings, 2);
+    drop(loc);
+    assert_eq!(
+        std::fs::read(fx.path().join("README")).expect("kept"),
+        b"notes"
     );
 }
 
 #[test]
 fn undecodable_record_is_reported_corrupt() {
     let fx = Fixture::new();
-    {
-        let loc = fx.open();
-        register(&loc, b("alice@x", "sip:a@1", 600));
-    }
-    {
-        let db = redb::Database::open(fx.path()).expect("open raw");
-        let tx = db.begin_write().expect("write");
-        {
-            let mut t = tx.open_table(persist::BINDINGS).expect("table");
-            t.insert(b"x\0y".as_slice(), [1u8, 0, 200].as_slice())
-                .expect("insert");
-        }
-        tx.commit().expect("commit");
-    }
-    let before = std::fs::read(fx.path()).expect("read");
-    let err = Location::open(&fx.path(), NODE, fx.clock.clone()).expect_err("must refuse");
+    let seg = closed_store_with_data(&fx);
+    let n: u64 = seg
+        .file_name()
+        .and_then(|f| f.to_str())
+        .and_then(|f| f[4..24].parse().ok())
+        .expect("number");
+    let mut rec = Vec::new();
+    disk::frame(&mut rec, n, disk::REC_PUT_BINDING, &[2, 0, 200]);
+    let mut bytes = std::fs::read(&seg).expect("read");
+    bytes.extend_from_slice(&rec);
+    std::fs::write(&seg, bytes).expect("write");
+    let c = expect_corrupt(&fx);
     assert!(
         matches!(
-            err,
-            StoreError::Corrupt {
-                source: Corruption::Record {
-                    table: "bindings",
-                    ..
-                },
+            c,
+            Corruption::Record {
+                table: "bindings",
                 ..
             }
         ),
-        "got {err:?}"
-    );
-    assert!(
-        std::fs::read(fx.path()).expect("read") == before,
-        "file unchanged"
+        "got {c:?}"
     );
 }
 
 #[test]
 fn newer_format_is_refused() {
     let fx = Fixture::new();
-    drop(fx.open());
-    {
-        let db = redb::Database::open(fx.path()).expect("open raw");
-        let tx = db.begin_write().expect("write");
-        {
-            let mut t = tx.open_table(persist::META).expect("table");
-            t.insert("format", [9u8].as_slice()).expect("insert");
-        }
-        tx.commit().expect("commit");
-    }
+    let seg = closed_store_with_data(&fx);
+    let mut bytes = std::fs::read(&seg).expect("read");
+    bytes[8] = 9;
+    std::fs::write(&seg, bytes).expect("write");
     let err = Location::open(&fx.path(), NODE, fx.clock.clone()).expect_err("must refuse");
     assert!(
         matches!(
             err,
             StoreError::UnsupportedFormat {
                 found: 9,
-                supported: 1,
+                supported: 2,
                 ..
             }
         ),
@@ -786,9 +826,164 @@ fn newer_format_is_refused() {
 }
 
 #[test]
+fn a_torn_tail_of_the_newest_segment_is_cut_off() {
+    // kill -9 in the middle of an append: the write was never acknowledged.
+    let fx = Fixture::new();
+    let seg = closed_store_with_data(&fx);
+    let good = std::fs::metadata(&seg).expect("stat").len();
+    let mut rec = Vec::new();
+    disk::frame(&mut rec, 99, disk::REC_PUT_BINDING, &[1; 100]);
+    let mut bytes = std::fs::read(&seg).expect("read");
+    bytes.extend_from_slice(&rec[..50]);
+    std::fs::write(&seg, bytes).expect("write");
+    let loc = fx.open();
+    assert_eq!(loc.stats().bindings, 2);
+    assert_eq!(
+        std::fs::metadata(&seg).expect("stat").len(),
+        good,
+        "cut at the last whole record"
+    );
+    register(&loc, b("carol@x", "sip:c@1", 600));
+    drop(loc);
+    assert_eq!(
+        fx.open().stats().bindings,
+        3,
+        "later writes survive the next open"
+    );
+}
+
+#[test]
+fn damage_in_an_older_segment_is_corruption() {
+    let fx = Fixture::new();
+    let older = closed_store_with_data(&fx);
+    // A second session writes a newer segment.
+    {
+        let loc = fx.open();
+        register(&loc, b("carol@x", "sip:c@1", 600));
+    }
+    let mut bytes = std::fs::read(&older).expect("read");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&older, bytes).expect("write");
+    let c = expect_corrupt(&fx);
+    assert!(matches!(c, Corruption::Damaged { .. }), "got {c:?}");
+}
+
+#[test]
+fn a_missing_segment_is_corruption() {
+    let fx = Fixture::new();
+    let first = closed_store_with_data(&fx);
+    for _ in 0..2 {
+        let loc = fx.open();
+        register(&loc, b("carol@x", "sip:c@1", 600));
+    }
+    // Remove the middle one of three segments.
+    let segs: Vec<String> = files(&fx.path())
+        .into_iter()
+        .filter(|n| n.starts_with("log-"))
+        .collect();
+    assert!(segs.len() >= 3, "{segs:?}");
+    assert_eq!(fx.path().join(&segs[0]), first);
+    std::fs::remove_file(fx.path().join(&segs[1])).expect("rm");
+    let c = expect_corrupt(&fx);
+    assert!(matches!(c, Corruption::Missing { .. }), "got {c:?}");
+}
+
+#[test]
+fn a_snapshot_replaces_the_log_and_reopens_to_the_same_table() {
+    let fx = Fixture::new();
+    let (dump, subs) = {
+        let loc = fx.open();
+        for i in 0..50 {
+            register(&loc, b(&format!("u{i}@x"), "sip:c@1", 600));
+        }
+        unregister(&loc, "u7@x", "sip:c@1");
+        futures_lite_block_on(loc.put_subscriber(Subscriber {
+            user: "u1".to_owned(),
+            domain: "x".to_owned(),
+            realm: "x".to_owned(),
+            ha1_md5: "a".repeat(32),
+            ha1_sha256: "b".repeat(64),
+        }))
+        .expect("put");
+        snapshot_now(&loc);
+        // Writes after the snapshot go to the log after it.
+        register(&loc, b("late@x", "sip:l@1", 600));
+        unregister(&loc, "u8@x", "sip:c@1");
+        (loc.dump(), loc.subscribers())
+    };
+    let names = files(&fx.path());
+    assert_eq!(
+        names.iter().filter(|n| n.starts_with("snapshot-")).count(),
+        1,
+        "{names:?}"
+    );
+    let snap = names
+        .iter()
+        .find(|n| n.starts_with("snapshot-"))
+        .expect("snapshot");
+    assert!(
+        names
+            .iter()
+            .filter(|n| n.starts_with("log-"))
+            .all(|n| n[4..24] > snap[9..29]),
+        "segments the snapshot covers are gone: {names:?}"
+    );
+    let loc = fx.open();
+    assert_eq!(loc.dump(), dump);
+    assert_eq!(loc.subscribers(), subs);
+    assert_eq!(loc.stats().tombstones, 2);
+}
+
+#[test]
+fn a_damaged_snapshot_is_corruption() {
+    let fx = Fixture::new();
+    {
+        let loc = fx.open();
+        register(&loc, b("alice@x", "sip:a@1", 600));
+        snapshot_now(&loc);
+    }
+    let snap = files(&fx.path())
+        .into_iter()
+        .find(|n| n.starts_with("snapshot-"))
+        .expect("snapshot");
+    let path = fx.path().join(snap);
+    let bytes = std::fs::read(&path).expect("read");
+    // Cut off its end record: a snapshot is whole or it is damage.
+    std::fs::write(&path, &bytes[..bytes.len() - 3]).expect("write");
+    let c = expect_corrupt(&fx);
+    assert!(matches!(c, Corruption::Damaged { .. }), "got {c:?}");
+}
+
+#[test]
+fn an_unfinished_snapshot_is_removed_at_open() {
+    let fx = Fixture::new();
+    closed_store_with_data(&fx);
+    let tmp = fx.path().join(format!("{}.tmp", disk::snapshot_name(5)));
+    std::fs::write(&tmp, b"half a snapshot").expect("write");
+    let loc = fx.open();
+    assert_eq!(loc.stats().bindings, 2);
+    assert!(!tmp.exists());
+}
+
+/// Run a future on this thread (the store's own futures need no runtime).
+fn futures_lite_block_on<F: Future>(f: F) -> F::Output {
+    let c = std::pin::pin!(f);
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    let mut c = c;
+    loop {
+        if let std::task::Poll::Ready(v) = c.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+#[test]
 fn missing_folder_is_an_open_error() {
     let fx = Fixture::new();
-    let path = fx.dir.path().join("nope").join("location.redb");
+    let path = fx.dir.path().join("nope").join("location");
     let err = Location::open(&path, NODE, fx.clock.clone()).expect_err("must fail");
     assert!(matches!(err, StoreError::Open { .. }), "got {err:?}");
 }
@@ -854,46 +1049,38 @@ fn close_flushes_and_refuses_later_writes() {
 /// Startup with a million bindings (target: under 5 s in release).
 /// Run: `cargo test -p regmesh-location --release -- --ignored --nocapture million`
 #[test]
-#[ignore = "slow: writes a 1,000,000-binding database; run in release on purpose"]
+#[ignore = "slow: writes a 1,000,000-binding snapshot; run in release on purpose"]
 #[allow(clippy::disallowed_methods)] // Instant::now: this test measures wall time on purpose
 fn startup_with_a_million_bindings() {
     let fx = Fixture::new();
     const N: usize = 1_000_000;
-    {
-        let db = redb::Database::create(fx.path()).expect("create");
-        let tx = db.begin_write().expect("write");
-        {
-            let mut meta = tx.open_table(persist::META).expect("meta");
-            meta.insert("format", [codec::FORMAT].as_slice())
-                .expect("meta");
-            meta.insert("node", NODE.0.to_le_bytes().as_slice())
-                .expect("meta");
-            let mut t = tx.open_table(persist::BINDINGS).expect("table");
-            for i in 0..N {
-                let aor = format!("user{i:07}@example.com");
-                let contact = format!(
-                    "sip:user{i:07}@198.51.{}.{}:5060;transport=udp",
-                    (i >> 8) & 255,
-                    i & 255
-                );
-                let mut bd = b(&aor, &contact, 3600);
-                bd.call_id = format!("{i:x}-3c2a6b1e@198.51.100.7");
-                bd.ruid = format!("7-{i:x}");
-                bd.version = Version {
-                    hlc: Hlc::from_parts(T0.as_millis(), 0),
-                    node: NODE,
-                };
-                let e = Entry::Live(bd);
-                t.insert(
-                    codec::binding_key(&aor, &contact).as_slice(),
-                    codec::encode_entry(&aor, &contact, &e).as_slice(),
-                )
-                .expect("insert");
+    std::fs::create_dir(fx.path()).expect("mkdir");
+    let written = disk::write_snapshot(&fx.path(), NODE, 1, |sink| {
+        let mut out = Vec::with_capacity(1 << 20);
+        for i in 0..N {
+            let aor = format!("user{i:07}@example.com");
+            let contact = format!(
+                "sip:user{i:07}@198.51.{}.{}:5060;transport=udp",
+                (i >> 8) & 255,
+                i & 255
+            );
+            let mut bd = b(&aor, &contact, 3600);
+            bd.call_id = format!("{i:x}-3c2a6b1e@198.51.100.7");
+            bd.ruid = format!("7-{i:x}");
+            bd.version = Version {
+                hlc: Hlc::from_parts(T0.as_millis(), 0),
+                node: NODE,
+            };
+            sink.entry(&aor, &contact, &Entry::Live(bd), &mut out);
+            if out.len() > 1 << 20 {
+                sink.flush(&mut out)?;
             }
         }
-        tx.commit().expect("commit");
-    }
-    let size = std::fs::metadata(fx.path()).expect("stat").len();
+        sink.flush(&mut out)?;
+        Ok(true)
+    })
+    .expect("write snapshot");
+    let size = written.expect("not abandoned");
     let start = std::time::Instant::now();
     let loc = fx.open();
     let took = start.elapsed();

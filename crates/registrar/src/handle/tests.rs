@@ -17,7 +17,7 @@ fn node_with(auth: bool) -> Node {
     let dir = tempfile::tempdir().expect("tempdir");
     let clock = Arc::new(ManualClock::new(now()));
     let location =
-        Location::open(&dir.path().join("loc.redb"), node().id, clock.clone()).expect("open");
+        Location::open(&dir.path().join("location"), node().id, clock.clone()).expect("open");
     let registrar = Registrar {
         policy: policy(),
         auth: AuthConfig {

@@ -62,8 +62,7 @@ impl Env {
 }
 
 fn context(dir: &tempfile::TempDir, clock: Arc<ManualClock>) -> RpcContext {
-    let location =
-        Location::open(&dir.path().join("location.redb"), NODE, clock).expect("open store");
+    let location = Location::open(&dir.path().join("location"), NODE, clock).expect("open store");
     RpcContext {
         location: Arc::new(location),
         stats: Arc::new(Stats::default()),
