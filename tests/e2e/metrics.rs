@@ -151,4 +151,16 @@ fn metrics_expose_the_style_guide_must_have_families() {
         has(&|n| n.starts_with("regmesh_rpc") && n.ends_with("_total")),
         "RPC calls by method and result: {names:?}"
     );
+    for family in [
+        "regmesh_store_log_bytes_total",
+        "regmesh_store_snapshots_total",
+        "regmesh_store_snapshot_failures_total",
+        "regmesh_store_snapshot_bytes",
+        "regmesh_store_log_bytes_since_snapshot",
+    ] {
+        assert!(
+            has(&|n| n == family),
+            "store log/snapshot {family}: {names:?}"
+        );
+    }
 }

@@ -70,5 +70,6 @@ pub use commit::OnDurable;
 pub use error::{Corruption, InvalidChange};
 pub use model::*;
 pub use store::{
-    COMMIT_BUCKETS_US, Commit, CommitStats, Location, LocationStats, StoreError, Subscriber,
+    COMMIT_BUCKETS_US, Commit, CommitStats, Location, LocationStats, SEGMENT_BYTES,
+    SNAPSHOT_MIN_LOG_BYTES, StoreError, StoreOptions, Subscriber,
 };

@@ -81,10 +81,32 @@ pub(crate) const QUEUE_CAPACITY: usize = 16_384;
 /// Requests written in one transaction at most (bounds a transaction's size
 /// and the latency of the first waiter in it).
 pub(crate) const MAX_REQUESTS_PER_TXN: usize = 4096;
-/// A segment is closed once it is this large.
-pub(crate) const SEGMENT_BYTES: u64 = 64 << 20;
-/// No snapshot before this much log has been written since the last one.
-pub(crate) const SNAPSHOT_MIN_LOG_BYTES: u64 = 64 << 20;
+/// A segment is closed once it is this large (default of
+/// [`StoreOptions::segment_bytes`]).
+pub const SEGMENT_BYTES: u64 = 64 << 20;
+/// No snapshot before this much log has been written since the last one
+/// (default of [`StoreOptions::snapshot_min_log_bytes`]).
+pub const SNAPSHOT_MIN_LOG_BYTES: u64 = 64 << 20;
+
+/// Tuning of the log and snapshots. The defaults suit production; tests
+/// shrink them to exercise many segments and snapshots quickly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// A segment is closed and the next started once it is this large.
+    pub segment_bytes: u64,
+    /// A snapshot is started once the log written since the last one is
+    /// larger than both this and the last snapshot.
+    pub snapshot_min_log_bytes: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            segment_bytes: SEGMENT_BYTES,
+            snapshot_min_log_bytes: SNAPSHOT_MIN_LOG_BYTES,
+        }
+    }
+}
 
 /// One row write.
 #[derive(Debug)]
@@ -156,6 +178,8 @@ struct Shared {
     latency_sum_us: AtomicU64,
     /// Log bytes appended since the last snapshot was started.
     since_snapshot: AtomicU64,
+    /// Log bytes appended since start.
+    log_bytes: AtomicU64,
     /// Size of the newest snapshot.
     snapshot_bytes: AtomicU64,
     /// A snapshot is being written.
@@ -194,8 +218,12 @@ pub struct CommitStats {
     pub snapshot_failures: u64,
     /// Log bytes appended since the last snapshot began.
     pub log_bytes_since_snapshot: u64,
+    /// Log bytes appended since start (records and their framing).
+    pub log_bytes: u64,
     /// Size of the newest snapshot, bytes (0 before the first).
     pub snapshot_bytes: u64,
+    /// A snapshot is being written now.
+    pub snapshot_in_progress: bool,
 }
 
 /// The handle to the writer thread.
@@ -218,6 +246,7 @@ impl Writer {
             lock,
             log_bytes,
             snapshot_bytes,
+            options,
         } = loaded;
         let io = |context| move |source| StoreError::Io { context, source };
         let log =
@@ -238,6 +267,7 @@ impl Writer {
         let thread_shared = shared.clone();
         let state = WriterState {
             log,
+            options,
             _lock: lock,
             checkpoint: Some((ck_tx, checkpointer)),
         };
@@ -373,7 +403,9 @@ impl Writer {
             snapshots: s.snapshots.load(Ordering::Relaxed),
             snapshot_failures: s.snapshot_failures.load(Ordering::Relaxed),
             log_bytes_since_snapshot: s.since_snapshot.load(Ordering::Relaxed),
+            log_bytes: s.log_bytes.load(Ordering::Relaxed),
             snapshot_bytes: s.snapshot_bytes.load(Ordering::Relaxed),
+            snapshot_in_progress: s.checkpoint_busy.load(Ordering::Acquire),
         }
     }
 }
@@ -387,6 +419,7 @@ pub(crate) struct Start {
     /// Log bytes already on disk after the newest snapshot.
     pub(crate) log_bytes: u64,
     pub(crate) snapshot_bytes: u64,
+    pub(crate) options: StoreOptions,
 }
 
 /// Marks the store failed if the writer thread ends without a clean close
@@ -464,6 +497,7 @@ impl Log {
 /// Everything the writer thread owns.
 struct WriterState {
     log: Log,
+    options: StoreOptions,
     /// Held until the thread ends: the directory is ours while it runs.
     _lock: File,
     checkpoint: Option<(mpsc::SyncSender<u64>, std::thread::JoinHandle<()>)>,
@@ -475,9 +509,11 @@ impl WriterState {
     fn maintain(&mut self, shared: &Shared, force: bool) -> std::io::Result<()> {
         let since = shared.since_snapshot.load(Ordering::Relaxed);
         let due = (force
-            || since >= SNAPSHOT_MIN_LOG_BYTES.max(shared.snapshot_bytes.load(Ordering::Relaxed)))
+            || since
+                >= (self.options.snapshot_min_log_bytes)
+                    .max(shared.snapshot_bytes.load(Ordering::Relaxed)))
             && !shared.checkpoint_busy.load(Ordering::Acquire);
-        if !due && self.log.len < SEGMENT_BYTES {
+        if !due && self.log.len < self.options.segment_bytes {
             return Ok(());
         }
         let closed = self.log.rotate()?;
@@ -578,6 +614,7 @@ fn write_batch(log: &mut Log, writes: &mut Vec<(Vec<PersistOp>, Option<Reply>)>,
         match r {
             Ok(bytes) => {
                 shared.since_snapshot.fetch_add(bytes, Ordering::Relaxed);
+                shared.log_bytes.fetch_add(bytes, Ordering::Relaxed);
                 Ok(())
             }
             Err(e) => {

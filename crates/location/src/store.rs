@@ -16,6 +16,7 @@ use crate::model::{
     Binding, Change, ChangeKind, Entry, Hlc, MergeDecision, NodeId, Op, Version, merge,
 };
 use crate::persist::{PersistOp, Source, Start, Writer};
+pub use crate::persist::{SEGMENT_BYTES, SNAPSHOT_MIN_LOG_BYTES, StoreOptions};
 use crate::subscribers::Subscribers;
 use crate::table::{Shard, Table};
 use std::path::{Path, PathBuf};
@@ -71,6 +72,16 @@ impl Location {
     /// folder must exist; a second open of the same directory, in this
     /// process or another, is refused ([`StoreError::Open`]).
     pub fn open(path: &Path, node: NodeId, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
+        Self::open_with(path, node, clock, StoreOptions::default())
+    }
+
+    /// [`open`](Self::open) with non-default log and snapshot sizes.
+    pub fn open_with(
+        path: &Path,
+        node: NodeId,
+        clock: Arc<dyn Clock>,
+        options: StoreOptions,
+    ) -> Result<Self, StoreError> {
         let now = clock.now();
         let loaded = disk::open(path, node, now)?;
         let hlc = HlcClock::new();
@@ -87,6 +98,7 @@ impl Location {
                 lock: loaded.lock,
                 log_bytes: loaded.log_bytes,
                 snapshot_bytes: loaded.snapshot_bytes,
+                options,
             },
             Source {
                 table: table.clone(),

@@ -139,6 +139,36 @@ fn render(s: &MetricsState) -> String {
         "Row writes and deletions made durable.",
         c.ops,
     );
+    counter(
+        &mut out,
+        "regmesh_store_log_bytes_total",
+        "Bytes appended to the change log (records and framing).",
+        c.log_bytes,
+    );
+    counter(
+        &mut out,
+        "regmesh_store_snapshots_total",
+        "Snapshots written (each lets the log before it be deleted).",
+        c.snapshots,
+    );
+    counter(
+        &mut out,
+        "regmesh_store_snapshot_failures_total",
+        "Snapshots that failed; the log is kept and the snapshot retried.",
+        c.snapshot_failures,
+    );
+    gauge(
+        &mut out,
+        "regmesh_store_snapshot_bytes",
+        "Size of the newest snapshot.",
+        c.snapshot_bytes,
+    );
+    gauge(
+        &mut out,
+        "regmesh_store_log_bytes_since_snapshot",
+        "Change-log bytes written since the newest snapshot began (on disk until the next one).",
+        c.log_bytes_since_snapshot,
+    );
     let name = "regmesh_store_commit_duration_seconds";
     let _ = writeln!(
         out,
