@@ -13,6 +13,13 @@ mod sip_stream;
 mod sip_udp;
 
 use clap::{Parser, Subcommand};
+
+/// mimalloc instead of glibc malloc: the REGISTER path allocates small
+/// strings on several threads at once, and the profile under load had
+/// glibc's malloc, free and consolidation at ~14% of the server's CPU
+/// (BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::PathBuf;
 use std::process::ExitCode;
 

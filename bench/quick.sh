@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Quick A/B of one regmesh build (not the comparison with Kamailio: that is
+# bench/compare.sh). Starts `$BIN serve` durable on loopback, seeds AORS AoRs,
+# then runs ROUNDS closed-loop runs of DURATION with WINDOW in flight per
+# socket and prints, per round: achieved REGISTERs/s, p99 ms, server CPU
+# seconds per 100k REGISTERs, and the store's size on disk.
+#
+#   BIN=target/release/regmesh bench/quick.sh
+#   AUTH=1 RATE=20000 bench/quick.sh     # paced instead of closed loop, with digest auth
+set -euo pipefail
+BIN=${BIN:-target/release/regmesh}
+OUT=${OUT:-$(mktemp -d /tmp/regmesh-quick.XXXXXX)}
+AORS=${AORS:-50000}
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5s}
+WINDOW=${WINDOW:-32}
+RATE=${RATE:-0}
+AUTH=${AUTH:-0}
+PORT=${PORT:-5099}
+RPC=${RPC:-127.0.0.1:9099}
+PASSWORD=bench-password
+mkdir -p "$OUT"
+cat >"$OUT/regmesh.toml" <<CFG
+[node]
+id = 1
+data_dir = "$OUT/data"
+[sip]
+listen = ["udp:127.0.0.1:$PORT"]
+[registrar]
+default_expires = 3600
+min_expires = 60
+max_expires = 86400
+[auth]
+enabled = $([ "$AUTH" = 1 ] && echo true || echo false)
+secret = "bench-secret-0123456789abcdef"
+[rpc]
+listen = "$RPC"
+[log]
+level = "warn"
+CFG
+"$BIN" serve --config "$OUT/regmesh.toml" --ready-file "$OUT/ready.json" >>"$OUT/regmesh.log" 2>&1 &
+PID=$!
+trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true' EXIT
+for _ in $(seq 1 1200); do [ -f "$OUT/ready.json" ] && break; sleep 0.01; done
+[ -f "$OUT/ready.json" ] || { echo "quick: regmesh did not start" >&2; cat "$OUT/regmesh.log" >&2; exit 1; }
+auth_args=()
+if [ "$AUTH" = 1 ]; then
+  python3 - "$AORS" "$RPC" "$PASSWORD" <<'PY'
+import json, sys, urllib.request
+n, rpc, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+for start in range(0, n, 1000):
+    batch = [{"jsonrpc": "2.0", "id": i, "method": "subscriber.add",
+              "params": [f"user{i}@example.com", pw]} for i in range(start, min(n, start + 1000))]
+    req = urllib.request.Request(f"http://{rpc}/RPC", json.dumps(batch).encode(),
+                                 {"Content-Type": "application/json"})
+    json.load(urllib.request.urlopen(req, timeout=120))
+PY
+  auth_args=(--password "$PASSWORD")
+fi
+cpu() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
+nice -n 19 "$BIN" bench --target "127.0.0.1:$PORT" --rate 5000 --aors "$AORS" --count "$AORS" \
+  --mix 1:0:0 --quiet --json "$OUT/seed.json" "${auth_args[@]}" --timeout 30s
+tck=$(getconf CLK_TCK)
+for r in $(seq 1 "$ROUNDS"); do
+  c0=$(cpu)
+  nice -n 19 "$BIN" bench --target "127.0.0.1:$PORT" --rate "$RATE" --window "$WINDOW" --sockets 2 \
+    --aors "$AORS" --duration "$DURATION" --quiet --json "$OUT/r$r.json" "${auth_args[@]}"
+  c1=$(cpu)
+  python3 - "$OUT/r$r.json" "$c0" "$c1" "$tck" "$(du -sb "$OUT/data" | cut -f1)" "$r" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+c0, c1, tck, size, r = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+ok = j["status"].get("200", 0)
+cpu = (c1 - c0) / tck
+print(f"round {r}: {j['rate_achieved']:.0f} req/s, p99 {j['latency_us']['p99'] / 1000:.2f} ms, "
+      f"200s {ok}, errors {j['errors']}, retrans {j['retransmissions']}, timeouts {j['timeouts']}, "
+      f"server CPU {cpu / max(ok, 1) * 1e5:.2f} s/100k, store {size / 1048576:.1f} MiB")
+PY
+done
