@@ -6,6 +6,7 @@
 //! <dir>/log-<N>.rml                   change-log segment N (N: 20 decimal digits)
 //! <dir>/snapshot-<N>.rms              every entry and subscriber; covers segments <= N
 //! <dir>/snapshot-<N>.rms.tmp          a snapshot being written (deleted at open)
+//! <dir>/recycle-<N>.rmr               a covered segment kept for reuse (at most 2)
 //! ```
 //!
 //! Both file kinds start with a 24-byte header: an 8-byte magic
@@ -21,8 +22,23 @@
 //!                 3 put subscriber     = codec subscriber value
 //!                 4 delete subscriber  = user@domain
 //!                 5 end of snapshot    = u64 LE count of records before it
+//!                 6 end of segment     = empty
 //! body
 //! ```
+//!
+//! A segment other than the newest always ends with an end-of-segment
+//! record: the writer appends it (and fsyncs) before starting the next
+//! segment, and an open seals the newest segment it finds before starting
+//! its own. Bytes after that record mean nothing.
+//!
+//! **Recycling.** Appending to a file changes its size, and on ext4 every
+//! fdatasync after a size change also commits the journal: measured here at
+//! about 1.4× the latency and CPU of an fdatasync that only overwrites
+//! blocks. So full segments a snapshot has made obsolete are renamed to
+//! `recycle-*` instead of deleted, and the writer starts its next segment
+//! in one of them, overwriting it in place. The old records left in it can
+//! never pass for new ones: every record's checksum covers the number of
+//! the segment it was written for.
 //!
 //! Putting the file's N into every record's checksum means a record left
 //! over from another file (a reused or copied segment) never passes for a
@@ -72,6 +88,9 @@ pub(crate) const REC_DELETE_BINDING: u8 = 2;
 pub(crate) const REC_PUT_SUBSCRIBER: u8 = 3;
 pub(crate) const REC_DELETE_SUBSCRIBER: u8 = 4;
 pub(crate) const REC_END: u8 = 5;
+pub(crate) const REC_SEGMENT_END: u8 = 6;
+/// Recycled segments kept for reuse at most.
+const MAX_RECYCLED: usize = 2;
 
 /// Which kind of file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +114,26 @@ pub(crate) fn log_name(n: u64) -> String {
 
 pub(crate) fn snapshot_name(n: u64) -> String {
     format!("snapshot-{n:020}.rms")
+}
+
+fn recycled_name(n: u64) -> String {
+    format!("recycle-{n:020}.rmr")
+}
+
+/// Recycled segments in `dir` (full paths), any order.
+pub(crate) fn recycled(dir: &Path) -> Vec<PathBuf> {
+    let Ok(items) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    items
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with("recycle-") && n.ends_with(".rmr"))
+        })
+        .map(|e| e.path())
+        .collect()
 }
 
 fn parse_name(name: &str) -> Option<(FileKind, u64)> {
@@ -227,6 +266,8 @@ impl Replay {
                 })?;
                 self.subscribers.remove(key);
             }
+            // End records are handled by the readers; anywhere else they,
+            // like an unknown kind, are damage.
             other => return Err(corrupt(Corruption::RecordKind { kind: other })),
         }
         Ok(())
@@ -334,31 +375,30 @@ pub(crate) fn open(dir: &Path, node: NodeId, now: Timestamp) -> Result<Loaded, S
     // Read every segment before touching anything: a damaged older segment
     // must leave the directory exactly as it was.
     let mut log_bytes = 0;
-    let mut torn = None;
+    let mut unsealed = None;
     for (i, &n) in replayed.iter().enumerate() {
         let path = dir.join(log_name(n));
         let last = i + 1 == replayed.len();
         let end = read_segment(&path, n, node, last, &mut replay)?;
         log_bytes += end.valid_len;
-        if end.valid_len < end.file_len {
-            torn = Some((path, end));
+        if !end.sealed {
+            unsealed = Some((path, n, end));
         }
     }
 
-    // From here on the directory is ours and known good: repair and tidy.
-    if let Some((path, end)) = torn {
-        tracing::warn!(
-            path = %path.display(),
-            kept = end.valid_len,
-            dropped = end.file_len - end.valid_len,
-            "change log ends with an incomplete write (crash or kill -9); cutting it off (it was never acknowledged)"
-        );
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .map_err(open_err)?;
-        f.set_len(end.valid_len).map_err(open_err)?;
-        f.sync_all().map_err(open_err)?;
+    // From here on the directory is ours and known good: seal the newest
+    // segment (only it can be unsealed) so that it reads as complete once
+    // the writer has started the next one.
+    if let Some((path, n, end)) = unsealed {
+        if end.file_len > end.valid_len {
+            tracing::info!(
+                path = %path.display(),
+                records_end = end.valid_len,
+                file_len = end.file_len,
+                "newest change-log segment: bytes after its last whole record (space of a recycled segment, or a write a crash cut short, which was never acknowledged) are ignored"
+            );
+        }
+        seal(&path, node, n, end).map_err(open_err)?;
     }
     for t in temporaries {
         if let Err(e) = std::fs::remove_file(&t) {
@@ -366,7 +406,7 @@ pub(crate) fn open(dir: &Path, node: NodeId, now: Timestamp) -> Result<Loaded, S
         }
     }
     if let Some(b) = base {
-        remove_covered(dir, b);
+        remove_covered(dir, b, u64::MAX);
     }
 
     let next_segment = segments
@@ -394,13 +434,16 @@ pub(crate) fn open(dir: &Path, node: NodeId, now: Timestamp) -> Result<Loaded, S
     })
 }
 
-/// Remove segments covered by snapshot `base` and snapshots older than it.
-/// Best effort: a leftover is removed at the next checkpoint or open.
-pub(crate) fn remove_covered(dir: &Path, base: u64) {
+/// Remove segments covered by snapshot `base` and snapshots older than it;
+/// keep up to [`MAX_RECYCLED`] covered segments of at least `recycle_len`
+/// bytes for reuse. Best effort: a leftover is removed at the next
+/// checkpoint or open.
+pub(crate) fn remove_covered(dir: &Path, base: u64, recycle_len: u64) {
     let Ok(items) = std::fs::read_dir(dir) else {
         return;
     };
-    let mut removed = false;
+    let mut spares = recycled(dir).len();
+    let mut changed = false;
     for item in items.flatten() {
         let name = item.file_name();
         let Some((kind, n)) = name.to_str().and_then(parse_name) else {
@@ -410,25 +453,53 @@ pub(crate) fn remove_covered(dir: &Path, base: u64) {
             FileKind::Log => n <= base,
             FileKind::Snapshot => n < base,
         };
-        if covered {
-            match std::fs::remove_file(item.path()) {
-                Ok(()) => removed = true,
-                Err(e) => {
-                    tracing::warn!(path = %item.path().display(), error = %e, "could not remove a file the snapshot covers");
-                }
+        if !covered {
+            continue;
+        }
+        let reusable = kind == FileKind::Log
+            && spares < MAX_RECYCLED
+            && item.metadata().is_ok_and(|m| m.len() >= recycle_len);
+        let result = if reusable {
+            std::fs::rename(item.path(), dir.join(recycled_name(n))).inspect(|()| spares += 1)
+        } else {
+            std::fs::remove_file(item.path())
+        };
+        match result {
+            Ok(()) => changed = true,
+            Err(e) => {
+                tracing::warn!(path = %item.path().display(), error = %e, "could not remove a file the snapshot covers");
             }
         }
     }
-    if removed && let Err(e) = sync_dir(dir) {
+    if changed && let Err(e) = sync_dir(dir) {
         tracing::warn!(path = %dir.display(), error = %e, "fsync of the store directory failed");
     }
+}
+
+/// Write an end-of-segment record where segment `n`'s records end (a
+/// header first if the file has none: a crash while creating it), fsync.
+fn seal(path: &Path, node: NodeId, n: u64, end: SegmentEnd) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt as _;
+    let f = std::fs::OpenOptions::new().write(true).open(path)?;
+    let mut at = end.valid_len;
+    if end.valid_len < HEADER_LEN {
+        f.write_all_at(&header(FileKind::Log, node, n), 0)?;
+        at = HEADER_LEN;
+    }
+    let mut marker = Vec::with_capacity(16);
+    frame(&mut marker, n, REC_SEGMENT_END, &[]);
+    f.write_all_at(&marker, at)?;
+    f.sync_data()
 }
 
 /// Where a segment's valid records end.
 #[derive(Debug, Clone, Copy)]
 struct SegmentEnd {
+    /// Where the last whole record before any end-of-segment record ends.
     valid_len: u64,
     file_len: u64,
+    /// It ends with an end-of-segment record.
+    sealed: bool,
 }
 
 fn check_header(
@@ -587,19 +658,27 @@ fn read_segment(
         return Ok(SegmentEnd {
             valid_len: 0,
             file_len,
+            sealed: false,
         });
     }
     check_header(path, &mut r, FileKind::Log, n, node)?;
     let mut pos = HEADER_LEN;
     let mut body = Vec::with_capacity(1024);
+    let mut sealed = false;
     loop {
         match next_record(&mut r, n, &mut body, path)? {
+            Next::Record(REC_SEGMENT_END) => {
+                sealed = true;
+                break;
+            }
             Next::Record(kind) => {
                 replay.apply(kind, &body[1..], path)?;
                 pos += 8 + body.len() as u64;
             }
-            Next::End if pos == file_len || last => break,
+            // The newest segment ends where its records stop: after that is
+            // either space never written or an unacknowledged torn write.
             Next::End | Next::Damaged if last => break,
+            // Any other must be sealed.
             Next::End | Next::Damaged => {
                 return Err(StoreError::Corrupt {
                     path: path.to_owned(),
@@ -611,6 +690,7 @@ fn read_segment(
     Ok(SegmentEnd {
         valid_len: pos,
         file_len,
+        sealed,
     })
 }
 

@@ -68,7 +68,6 @@ use crate::subscribers::Subscribers;
 use crate::table::Table;
 use parking_lot::Mutex;
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -262,7 +261,16 @@ impl Writer {
         let ck_dir = dir.clone();
         let checkpointer = std::thread::Builder::new()
             .name("regmesh-location-snapshot".to_owned())
-            .spawn(move || checkpointer(ck_dir, node, source, ck_rx, ck_shared))
+            .spawn(move || {
+                checkpointer(
+                    ck_dir,
+                    node,
+                    source,
+                    ck_rx,
+                    ck_shared,
+                    options.segment_bytes,
+                )
+            })
             .map_err(io("starting the snapshot thread"))?;
         let thread_shared = shared.clone();
         let state = WriterState {
@@ -440,19 +448,30 @@ struct Log {
     node: NodeId,
     n: u64,
     file: File,
+    /// Where the next record goes (the file may be longer: recycled).
     len: u64,
     buf: Vec<u8>,
 }
 
 impl Log {
-    /// Create segment `n` with its header, durable (file and directory entry).
+    /// Start segment `n`, durable (header and directory entry): in a
+    /// recycled segment when there is one (see `disk`: overwriting in place
+    /// makes every later fdatasync cheaper), else in a new file.
     fn create(dir: &Path, node: NodeId, n: u64) -> std::io::Result<Self> {
+        use std::os::unix::fs::FileExt as _;
         let path = disk::segment_path(dir, n);
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
-        file.write_all(&disk::header(FileKind::Log, node, n))?;
+        let reused = disk::recycled(dir)
+            .into_iter()
+            .find(|spare| std::fs::rename(spare, &path).is_ok());
+        let file = if reused.is_some() {
+            std::fs::OpenOptions::new().write(true).open(&path)?
+        } else {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)?
+        };
+        file.write_all_at(&disk::header(FileKind::Log, node, n), 0)?;
         file.sync_all()?;
         disk::sync_dir(dir)?;
         Ok(Self {
@@ -474,10 +493,7 @@ impl Log {
         if self.buf.is_empty() {
             return Ok(0);
         }
-        self.file.write_all(&self.buf)?;
-        self.file.sync_data()?;
-        let n = self.buf.len() as u64;
-        self.len += n;
+        let n = self.write_buf()?;
         if self.buf.capacity() > 8 << 20 {
             // One huge batch (a million-row import) should not pin its buffer.
             self.buf = Vec::with_capacity(1 << 20);
@@ -485,8 +501,22 @@ impl Log {
         Ok(n)
     }
 
-    /// Close this segment and start the next one; returns the closed number.
+    /// Write `buf` at the end of the records and fdatasync.
+    fn write_buf(&mut self) -> std::io::Result<u64> {
+        use std::os::unix::fs::FileExt as _;
+        self.file.write_all_at(&self.buf, self.len)?;
+        self.file.sync_data()?;
+        let n = self.buf.len() as u64;
+        self.len += n;
+        Ok(n)
+    }
+
+    /// Seal this segment (end-of-segment record, fsync'd) and start the
+    /// next one; returns the sealed number.
     fn rotate(&mut self) -> std::io::Result<u64> {
+        self.buf.clear();
+        disk::frame(&mut self.buf, self.n, disk::REC_SEGMENT_END, &[]);
+        self.write_buf()?;
         let next = Self::create(&self.dir, self.node, self.n + 1)?;
         let closed = self.n;
         *self = next;
@@ -656,6 +686,7 @@ fn checkpointer(
     source: Source,
     rx: mpsc::Receiver<u64>,
     shared: Arc<Shared>,
+    segment_bytes: u64,
 ) {
     while let Ok(n) = rx.recv() {
         let watch = crate::clock::Stopwatch::start();
@@ -684,7 +715,7 @@ fn checkpointer(
         });
         match result {
             Ok(Some(bytes)) => {
-                disk::remove_covered(&dir, n);
+                disk::remove_covered(&dir, n, segment_bytes);
                 shared.snapshot_bytes.store(bytes, Ordering::Relaxed);
                 shared.snapshots.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(
