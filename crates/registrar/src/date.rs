@@ -5,7 +5,26 @@ use regmesh_location::Timestamp;
 use std::fmt::Write as _;
 
 /// `Sat, 13 Nov 2010 23:29:00 GMT` for `t` (sub-second part dropped).
+///
+/// Every 200 OK carries one, and a node answers thousands per second, so
+/// each thread keeps the text of the last second it formatted.
 pub fn rfc1123(t: Timestamp) -> String {
+    thread_local! {
+        static LAST: std::cell::RefCell<(u64, String)> = const {
+            std::cell::RefCell::new((u64::MAX, String::new()))
+        };
+    }
+    let secs = t.as_millis() / 1000;
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 != secs {
+            *last = (secs, format_rfc1123(t));
+        }
+        last.1.clone()
+    })
+}
+
+fn format_rfc1123(t: Timestamp) -> String {
     let u = t.utc();
     let mut out = String::with_capacity(29);
     let _ = write!(

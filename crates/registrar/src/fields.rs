@@ -98,31 +98,35 @@ pub fn transport_name(t: Transport) -> &'static str {
     }
 }
 
-fn host_port(addr: SocketAddr) -> String {
-    match addr.ip() {
-        IpAddr::V4(ip) => format!("{ip}:{}", addr.port()),
-        IpAddr::V6(ip) => format!("[{ip}]:{}", addr.port()),
-    }
+/// Append `ip:port` (IPv6 in brackets) to `out`.
+fn push_host_port(out: &mut String, addr: SocketAddr) {
+    use std::fmt::Write as _;
+    let _ = match addr.ip() {
+        IpAddr::V4(ip) => write!(out, "{ip}:{}", addr.port()),
+        IpAddr::V6(ip) => write!(out, "[{ip}]:{}", addr.port()),
+    };
 }
 
 /// The source of a request as Kamailio's `received`:
 /// `sip:<ip>:<port>;transport=<udp|tcp|tls>` (RFC 3581: where the NAT
 /// pinhole is; IPv6 in brackets, RFC 3261 §25.1 `IPv6reference`).
+/// Written into one buffer: it is built for every REGISTER.
 pub fn received(source: Source) -> String {
-    format!(
-        "sip:{};transport={}",
-        host_port(source.addr),
-        transport_name(source.transport)
-    )
+    let mut out = String::with_capacity(64);
+    out.push_str("sip:");
+    push_host_port(&mut out, source.addr);
+    out.push_str(";transport=");
+    out.push_str(transport_name(source.transport));
+    out
 }
 
 /// The local socket as Kamailio writes it: `<proto>:<ip>:<port>`.
 pub fn socket(local: LocalSocket) -> String {
-    format!(
-        "{}:{}",
-        transport_name(local.transport),
-        host_port(local.addr)
-    )
+    let mut out = String::with_capacity(56);
+    out.push_str(transport_name(local.transport));
+    out.push(':');
+    push_host_port(&mut out, local.addr);
+    out
 }
 
 /// Parameters that must agree whenever either URI has them (RFC 3261 §19.1.4).

@@ -528,12 +528,17 @@ fn diff(before: &[&Binding], after: &[Slot], aor: &str) -> Vec<Op> {
 /// A Contact value for a 200 OK (RFC 3261 §10.3 step 8): the URI, the
 /// remaining seconds, and the parameters the UA needs to find its own.
 pub(crate) fn contact_value(b: &Binding, now: Timestamp, with_expires: bool) -> String {
-    let mut v = format!("<{}>", b.contact);
+    use std::fmt::Write as _;
+    // One buffer: this runs for every binding of every 200 OK.
+    let mut v = String::with_capacity(b.contact.len() + 48);
+    v.push('<');
+    v.push_str(&b.contact);
+    v.push('>');
     if with_expires {
         // delta-seconds is at most 2^32-1 (RFC 3261 §25.1); a permanent
         // binding (provisioned through RPC) says so rather than overflow.
         let remaining = b.expires.secs_remaining(now).min(u64::from(u32::MAX));
-        v.push_str(&format!(";expires={remaining}"));
+        let _ = write!(v, ";expires={remaining}");
     }
     if let Some(q) = b.q {
         v.push_str(";q=");
@@ -541,10 +546,10 @@ pub(crate) fn contact_value(b: &Binding, now: Timestamp, with_expires: bool) -> 
     }
     if with_expires {
         if let Some(instance) = &b.instance {
-            v.push_str(&format!(";+sip.instance=\"{instance}\""));
+            let _ = write!(v, ";+sip.instance=\"{instance}\"");
         }
         if let Some(reg_id) = b.reg_id {
-            v.push_str(&format!(";reg-id={reg_id}"));
+            let _ = write!(v, ";reg-id={reg_id}");
         }
     }
     v
