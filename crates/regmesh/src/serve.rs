@@ -150,7 +150,8 @@ async fn serve(cfg: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
                     transport: Transport::Udp,
                     addr,
                 };
-                sip_udp::spawn(Arc::new(sock), local, shared.clone());
+                sip_udp::spawn(sock, local, shared.clone())
+                    .with_context(|| format!("starting the SIP udp:{addr} receive threads"))?;
             }
             Transport::Tcp | Transport::Tls => {
                 let listener = sip_stream::bind(l.addr).with_context(|| {
