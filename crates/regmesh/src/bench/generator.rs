@@ -546,14 +546,17 @@ fn sender(
     let mut next_tick = tick.mul_f64(s as f64 / sockets as f64);
     while k < count {
         let elapsed = plan.start.elapsed();
-        if duration.is_some_and(|d| elapsed >= d) {
+        // Past `--duration`: paced, still send what fell due before it (a
+        // wake-up late for the last tick must not shorten the run).
+        let last = duration.filter(|&d| elapsed >= d);
+        if last.is_some() && rate == 0.0 {
             break;
         }
         service(plan, lane, tx, &mut outbox, &mut pending, port, s, sockets)?;
-        let due = if rate > 0.0 {
-            (elapsed.as_secs_f64() * rate) as u64 + 1
-        } else {
-            k + window.saturating_sub(lane.outstanding())
+        let due = match last {
+            Some(d) => (d.as_secs_f64() * rate).ceil() as u64,
+            None if rate > 0.0 => (elapsed.as_secs_f64() * rate) as u64 + 1,
+            None => k + window.saturating_sub(lane.outstanding()),
         }
         .min(count);
         let mut ring_full = false;
@@ -605,6 +608,9 @@ fn sender(
             k += 1;
         }
         send(plan, lane, tx, &mut outbox)?;
+        if last.is_some() && !ring_full {
+            break;
+        }
         if rate > 0.0 {
             let now = plan.start.elapsed();
             if next_tick <= now {
