@@ -768,7 +768,13 @@ fn build(
     let c = b % plan.contacts;
     let user = &plan.user_prefix;
     let d = &plan.domain;
-    let proto = if plan.tcp { "TCP" } else { "UDP" };
+    // Both spellings as literals: lowercasing at run time would allocate
+    // once per request.
+    let (proto, t) = if plan.tcp {
+        ("TCP", "tcp")
+    } else {
+        ("UDP", "udp")
+    };
     let host = if plan.target.is_ipv6() {
         "[::1]"
     } else {
@@ -796,7 +802,6 @@ fn build(
          User-Agent: regmesh-bench\r\n",
         k = kind.code() as char,
         run = plan.run_id,
-        t = proto.to_ascii_lowercase(),
     );
     if let Some((authorization, _)) = auth {
         let _ = write!(out, "Authorization: {authorization}\r\n");
