@@ -67,6 +67,36 @@ fn generator_registers_over_udp_and_tcp_and_counts_every_answer() {
     let stats = json::statistics(&node.rpc("stats.get_statistics", json!(["usrloc:"])));
     let contacts = json::stat(&stats, "usrloc:location-contacts");
     assert!((300..=500).contains(&contacts), "contacts {contacts}");
+
+    phase("closed loop over UDP: 300 new bindings, then 700 refreshes, 16 in flight per socket");
+    let contacts_before = json::stat(
+        &json::statistics(&node.rpc("stats.get_statistics", json!(["usrloc:"]))),
+        "usrloc:location-contacts",
+    );
+    let r = bench(&[
+        "--target", &udp, "--aors", "300", "--count", "1000", "--rate", "0", "--window", "16",
+    ]);
+    assert_eq!(r["sent"], 1000, "{r}");
+    assert_eq!(status(&r, "200"), 1000, "{r}");
+    assert_eq!(r["timeouts"], 0, "{r}");
+    assert_eq!(r["latency_samples"], 1000, "{r}");
+    // The I/O counters are reported and plausible: every answer was read,
+    // and no request took more than one send call (batches take fewer).
+    let io = &r["generator_io"];
+    assert!(io["datagrams_received"].as_u64() >= Some(1000), "{r}");
+    assert!(
+        io["send_calls"]
+            .as_u64()
+            .is_some_and(|n| (1..=1000).contains(&n)),
+        "{r}"
+    );
+    // A run is a new set of UAs (its own ports, Call-IDs): its first 300
+    // requests add bindings, the rest refresh them.
+    let stats = json::statistics(&node.rpc("stats.get_statistics", json!(["usrloc:"])));
+    assert_eq!(
+        json::stat(&stats, "usrloc:location-contacts"),
+        contacts_before + 300
+    );
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The REGISTER generator itself.
 
 use super::hist::Histogram;
+use super::io::{Inbox, Outbox};
 use super::{cpu_seconds, now};
 use anyhow::{Context as _, bail};
 use md5::{Digest as _, Md5};
@@ -10,8 +11,8 @@ use std::collections::VecDeque;
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Slots per socket: the most requests one socket can have in flight.
@@ -20,6 +21,14 @@ const RING: usize = 1 << 16;
 const T1_MS: u64 = 500;
 /// RFC 3261 T2: retransmission intervals stop doubling here.
 const T2_MS: u64 = 4000;
+/// Receive and send buffer asked for on each UDP socket: at 150,000
+/// answers/s this holds tens of milliseconds of answers, so a generator
+/// thread that is briefly descheduled (it runs at `nice 19` beside the
+/// server) does not drop them, without raising the system default.
+const UDP_BUFFER: usize = 8 << 20;
+/// How long a closed-loop sender waits for answers before it looks at
+/// retransmissions again (it is woken earlier by its receiver).
+const CLOSED_LOOP_PARK: Duration = Duration::from_millis(1);
 
 #[derive(clap::Args, Clone)]
 pub(crate) struct BenchArgs {
@@ -59,6 +68,11 @@ pub(crate) struct BenchArgs {
     /// Sockets (each with a sender and a receiver thread).
     #[arg(long, default_value_t = 2)]
     sockets: usize,
+    /// Pacing period with `--rate`: every tick each socket sends, in one
+    /// batch, the requests that fell due since the last, then sleeps, e.g.
+    /// `1ms` or `500us`.
+    #[arg(long, default_value = "1ms")]
+    tick: String,
     /// Password of every user: answer 401 challenges with MD5 digest.
     #[arg(long)]
     password: Option<String>,
@@ -101,9 +115,6 @@ impl Kind {
     }
 }
 
-/// A socket's receive half: reads one datagram, or some stream bytes.
-type Recv = Box<dyn FnMut(&mut [u8]) -> std::io::Result<usize> + Send>;
-
 /// Read-only settings shared by all threads.
 struct Plan {
     target: SocketAddr,
@@ -120,25 +131,54 @@ struct Plan {
     start: Instant,
 }
 
-/// One socket's sending side, shared with its receiver (which answers 401s).
+/// One socket's sending side, shared with its receiver (which answers
+/// 401s). The UDP socket is connected to the target (see `io`).
 enum Tx {
-    Udp(UdpSocket, SocketAddr),
+    Udp(UdpSocket),
     Tcp(Mutex<TcpStream>),
 }
 
 impl Tx {
+    /// Send one message (the receiver's digest answers: rare, unbatched).
     fn send(&self, bytes: &[u8]) -> std::io::Result<()> {
         match self {
-            Self::Udp(s, to) => s.send_to(bytes, to).map(|_| ()),
+            Self::Udp(s) => s.send(bytes).map(|_| ()),
             Self::Tcp(s) => s.lock().write_all(bytes),
+        }
+    }
+    /// Send everything in `outbox`: one `sendmmsg` per batch over UDP, one
+    /// locked run of writes (one per request) over TCP.
+    fn flush(&self, outbox: &mut Outbox) -> std::io::Result<()> {
+        match self {
+            Self::Udp(s) => outbox.flush_udp(s),
+            Self::Tcp(s) => {
+                if outbox.is_empty() {
+                    return Ok(());
+                }
+                let mut stream = s.lock();
+                let mut writes = 0;
+                for b in outbox.pending() {
+                    stream.write_all(b)?;
+                    writes += 1;
+                }
+                outbox.calls += writes;
+                outbox.clear();
+                Ok(())
+            }
         }
     }
     fn local_port(&self) -> u16 {
         match self {
-            Self::Udp(s, _) => s.local_addr().map_or(0, |a| a.port()),
+            Self::Udp(s) => s.local_addr().map_or(0, |a| a.port()),
             Self::Tcp(s) => s.lock().local_addr().map_or(0, |a| a.port()),
         }
     }
+}
+
+/// One socket's receiving side.
+enum Rx {
+    Udp(UdpSocket),
+    Tcp(TcpStream),
 }
 
 /// Per-socket counters and the slot ring.
@@ -151,6 +191,16 @@ struct Lane {
     timeouts: AtomicU64,
     status: Vec<AtomicU64>,
     last_done_us: AtomicU64,
+    /// Closed loop: the sender is parked waiting for answers, and the
+    /// receiver should unpark it (`sender`) after its next batch.
+    waiting: AtomicBool,
+    sender: OnceLock<std::thread::Thread>,
+    /// System calls that sent requests (a batch each over UDP, one request
+    /// each over TCP).
+    send_calls: AtomicU64,
+    /// System calls that returned answers, and the datagrams they held.
+    recv_calls: AtomicU64,
+    received: AtomicU64,
 }
 
 impl Lane {
@@ -163,11 +213,40 @@ impl Lane {
             timeouts: AtomicU64::new(0),
             status: (0..700).map(|_| AtomicU64::new(0)).collect(),
             last_done_us: AtomicU64::new(0),
+            waiting: AtomicBool::new(false),
+            sender: OnceLock::new(),
+            send_calls: AtomicU64::new(0),
+            recv_calls: AtomicU64::new(0),
+            received: AtomicU64::new(0),
         }
     }
     fn outstanding(&self) -> u64 {
         self.sent.load(Ordering::Relaxed) - self.completed.load(Ordering::Relaxed)
     }
+    /// Called by the receiver after each batch of answers: wake a sender
+    /// that waits for the window to open. The fence pairs with the one in
+    /// `wait_for_answers`: either the sender sees the new completions, or
+    /// this sees its `waiting` flag (park's token makes an early unpark safe).
+    fn wake_sender(&self) {
+        fence(Ordering::SeqCst);
+        if self.waiting.load(Ordering::Relaxed)
+            && self.waiting.swap(false, Ordering::Relaxed)
+            && let Some(t) = self.sender.get()
+        {
+            t.unpark();
+        }
+    }
+}
+
+/// `1ms`, `500us`, ...: the pacing tick.
+fn parse_tick(s: &str) -> Option<Duration> {
+    let d = match s.trim().strip_suffix("us") {
+        Some(us) => Duration::from_micros(us.parse().ok()?),
+        None => crate::config::parse_duration(s)?,
+    };
+    (Duration::from_micros(50)..=Duration::from_secs(1))
+        .contains(&d)
+        .then_some(d)
 }
 
 fn parse_weights(mix: &str) -> anyhow::Result<[u64; 3]> {
@@ -211,6 +290,8 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let tick = parse_tick(&args.tick)
+        .with_context(|| format!("--tick `{}`: 50us to 1s, e.g. 1ms", args.tick))?;
     let bindings = args.aors * args.contacts;
     let count = args.count.unwrap_or(if duration.is_some() {
         u64::MAX
@@ -237,17 +318,15 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut lanes = Vec::new();
     let mut senders = Vec::new();
     let mut receivers = Vec::new();
+    let mut udp_rcvbuf = None;
     for s in 0..sockets {
-        let (tx, rx): (Arc<Tx>, Recv) = if tcp {
+        let (tx, rx) = if tcp {
             let stream = TcpStream::connect(args.target)
                 .with_context(|| format!("connecting to {}", args.target))?;
             stream.set_nodelay(true)?;
             stream.set_read_timeout(Some(Duration::from_millis(100)))?;
-            let mut reader = stream.try_clone()?;
-            (
-                Arc::new(Tx::Tcp(Mutex::new(stream))),
-                Box::new(move |b: &mut [u8]| reader.read(b)),
-            )
+            let reader = stream.try_clone()?;
+            (Arc::new(Tx::Tcp(Mutex::new(stream))), Rx::Tcp(reader))
         } else {
             let bind: SocketAddr = if args.target.is_ipv6() {
                 "[::1]:0"
@@ -257,12 +336,17 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
             .parse()
             .context("loopback address")?;
             let sock = UdpSocket::bind(bind)?;
+            sock.connect(args.target)
+                .with_context(|| format!("connecting to {}", args.target))?;
+            // Best effort: capped by net.core.{r,w}mem_max; the report says
+            // what the kernel granted.
+            let sref = socket2::SockRef::from(&sock);
+            let _ = sref.set_recv_buffer_size(UDP_BUFFER);
+            let _ = sref.set_send_buffer_size(UDP_BUFFER);
+            udp_rcvbuf = sref.recv_buffer_size().ok();
             sock.set_read_timeout(Some(Duration::from_millis(100)))?;
             let reader = sock.try_clone()?;
-            (
-                Arc::new(Tx::Udp(sock, args.target)),
-                Box::new(move |b: &mut [u8]| reader.recv(b)),
-            )
+            (Arc::new(Tx::Udp(sock)), Rx::Udp(reader))
         };
         let lane = Arc::new(Lane::new());
         lanes.push(lane.clone());
@@ -276,7 +360,9 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
             let (plan, lane, tx) = (plan.clone(), lane.clone(), tx.clone());
             let window = args.window.max(1).min(RING as u64 - 1);
             senders.push(std::thread::spawn(move || {
-                sender(&plan, &lane, &tx, s, sockets, share, rate, window, duration)
+                sender(
+                    &plan, &lane, &tx, s, sockets, share, rate, window, duration, tick,
+                )
             }));
         }
         {
@@ -381,6 +467,14 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
             "max": hist.quantile(1.0),
         },
         "generator_cpu_s": { "user": cpu1.0 - cpu0.0, "system": cpu1.1 - cpu0.1 },
+        "generator_io": {
+            "batched": !tcp && cfg!(target_os = "linux"),
+            "tick_us": tick.as_micros() as u64,
+            "send_calls": sum(&|l| l.send_calls.load(Ordering::Relaxed)),
+            "recv_calls": sum(&|l| l.recv_calls.load(Ordering::Relaxed)),
+            "datagrams_received": sum(&|l| l.received.load(Ordering::Relaxed)),
+            "udp_rcvbuf_bytes": udp_rcvbuf,
+        },
     });
     eprintln!(
         "bench: {} sent, {} answered ({} OK) in {:.2}s = {:.0}/s; retransmissions {}, timeouts {}; latency p50 {}µs p99 {}µs p99.9 {}µs; generator CPU {:.2}s",
@@ -416,6 +510,12 @@ struct Pending {
     interval_ms: u64,
 }
 
+/// One socket's sender. Paced (`rate` > 0), it wakes once per `tick`, sends
+/// in one batch every request that fell due since the start of the run
+/// (so a late wake-up catches up and the rate over the run stays exact),
+/// and sleeps until the next tick: its CPU grows with the rate instead of
+/// spinning between sends. Closed loop (`rate` 0), it tops the window up
+/// and parks until its receiver reports answers.
 #[allow(clippy::too_many_arguments)]
 fn sender(
     plan: &Plan,
@@ -427,7 +527,9 @@ fn sender(
     rate: f64,
     window: u64,
     duration: Option<Duration>,
+    tick: Duration,
 ) -> anyhow::Result<()> {
+    let _ = lane.sender.set(std::thread::current());
     // This socket owns bindings s, s+S, s+2S, ...
     let owned = (plan.bindings.saturating_sub(s as u64))
         .div_ceil(sockets as u64)
@@ -435,94 +537,151 @@ fn sender(
     let mut cseq = vec![0u32; owned as usize];
     let mut call_round = vec![0u32; owned as usize];
     let mut pending: VecDeque<Pending> = VecDeque::with_capacity(RING);
-    let mut buf = Vec::with_capacity(1024);
+    let mut outbox = Outbox::new();
     let port = tx.local_port();
     let mut k = 0u64;
+    let mut cursor = 0usize;
+    // Sockets tick out of phase, so their bursts interleave instead of
+    // arriving at the server together.
+    let mut next_tick = tick.mul_f64(s as f64 / sockets as f64);
     while k < count {
         let elapsed = plan.start.elapsed();
-        if duration.is_some_and(|d| elapsed >= d) {
+        // Past `--duration`: paced, still send what fell due before it (a
+        // wake-up late for the last tick must not shorten the run).
+        let last = duration.filter(|&d| elapsed >= d);
+        if last.is_some() && rate == 0.0 {
             break;
         }
-        service(plan, lane, tx, &mut pending, &mut buf, port, s, sockets)?;
-        // Pace: by rate, or by window.
-        if rate > 0.0 {
-            let due = Duration::from_secs_f64(k as f64 / rate);
-            if elapsed < due {
-                let wait = due - elapsed;
-                if wait > Duration::from_micros(200) {
-                    std::thread::sleep(wait.min(Duration::from_millis(5)));
-                } else {
-                    std::hint::spin_loop();
-                }
-                continue;
+        service(plan, lane, tx, &mut outbox, &mut pending, port, s, sockets)?;
+        let due = match last {
+            Some(d) => (d.as_secs_f64() * rate).ceil() as u64,
+            None if rate > 0.0 => (elapsed.as_secs_f64() * rate) as u64 + 1,
+            None => k + window.saturating_sub(lane.outstanding()),
+        }
+        .min(count);
+        let mut ring_full = false;
+        while k < due {
+            let Some(slot) = free_slot(lane, &mut cursor) else {
+                // Every slot near the cursor waits for an answer or timeout.
+                ring_full = true;
+                break;
+            };
+            let j = k % owned;
+            let round = k / owned;
+            let b = s as u64 + j * sockets as u64;
+            let kind = if round == 0 {
+                Kind::Register
+            } else {
+                pick(plan.weights, b, round)
+            };
+            if kind == Kind::Register {
+                call_round[j as usize] = round as u32;
             }
-        } else if lane.outstanding() >= window {
-            std::thread::sleep(Duration::from_micros(50));
-            continue;
+            cseq[j as usize] += 2;
+            if outbox.is_full() {
+                send(plan, lane, tx, &mut outbox)?;
+            }
+            let now_us = plan.start.elapsed().as_micros() as u64 + 1;
+            lane.sent_at[slot].store(now_us, Ordering::Release);
+            build(
+                outbox.next(),
+                plan,
+                port,
+                slot,
+                b,
+                cseq[j as usize],
+                kind,
+                call_round[j as usize],
+                None,
+            );
+            lane.sent.fetch_add(1, Ordering::Relaxed);
+            pending.push_back(Pending {
+                slot,
+                stamp: now_us,
+                j,
+                cseq: cseq[j as usize],
+                kind,
+                call_round: call_round[j as usize],
+                next_us: now_us + T1_MS * 1000,
+                interval_ms: T1_MS,
+            });
+            k += 1;
         }
-        let slot = (k as usize) % RING;
-        if lane.sent_at[slot].load(Ordering::Acquire) != 0 {
-            // The ring is full of unanswered requests: wait for answers or timeouts.
-            std::thread::sleep(Duration::from_micros(100));
-            continue;
+        send(plan, lane, tx, &mut outbox)?;
+        if last.is_some() && !ring_full {
+            break;
         }
-        let j = k % owned;
-        let round = k / owned;
-        let b = s as u64 + j * sockets as u64;
-        let kind = if round == 0 {
-            Kind::Register
-        } else {
-            pick(plan.weights, b, round)
-        };
-        if kind == Kind::Register {
-            call_round[j as usize] = round as u32;
+        if rate > 0.0 {
+            let now = plan.start.elapsed();
+            if next_tick <= now {
+                // Skip the ticks already past (a late wake-up): the next
+                // burst sends whatever fell due meanwhile.
+                let behind = (now - next_tick).as_nanos() / tick.as_nanos() + 1;
+                next_tick += tick * behind as u32;
+            }
+            std::thread::sleep(next_tick - now);
+        } else if ring_full || lane.outstanding() >= window {
+            wait_for_answers(lane, window);
         }
-        cseq[j as usize] += 2;
-        let now_us = plan.start.elapsed().as_micros() as u64 + 1;
-        lane.sent_at[slot].store(now_us, Ordering::Release);
-        build(
-            &mut buf,
-            plan,
-            port,
-            slot,
-            b,
-            cseq[j as usize],
-            kind,
-            call_round[j as usize],
-            None,
-        );
-        lane.sent.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = tx.send(&buf) {
-            bail!("sending to {}: {e}", plan.target);
-        }
-        pending.push_back(Pending {
-            slot,
-            stamp: now_us,
-            j,
-            cseq: cseq[j as usize],
-            kind,
-            call_round: call_round[j as usize],
-            next_us: now_us + T1_MS * 1000,
-            interval_ms: T1_MS,
-        });
-        k += 1;
     }
     // Drain: wait for answers or timeouts of everything in flight.
     while !pending.is_empty() {
-        service(plan, lane, tx, &mut pending, &mut buf, port, s, sockets)?;
+        service(plan, lane, tx, &mut outbox, &mut pending, port, s, sockets)?;
+        send(plan, lane, tx, &mut outbox)?;
         std::thread::sleep(Duration::from_millis(1));
     }
+    lane.send_calls.store(outbox.calls, Ordering::Relaxed);
     Ok(())
 }
 
+/// Send what `outbox` holds.
+fn send(plan: &Plan, lane: &Lane, tx: &Tx, outbox: &mut Outbox) -> anyhow::Result<()> {
+    tx.flush(outbox)
+        .with_context(|| format!("sending to {}", plan.target))?;
+    lane.send_calls.store(outbox.calls, Ordering::Relaxed);
+    Ok(())
+}
+
+/// The next free slot of the ring at or after `cursor`, looking at a few
+/// only. A request waiting for its answer keeps its slot (up to
+/// `--timeout`); skipping it rather than waiting for it means one lost
+/// datagram does not stall the sender when the ring wraps.
+fn free_slot(lane: &Lane, cursor: &mut usize) -> Option<usize> {
+    for _ in 0..64 {
+        let slot = *cursor;
+        *cursor = (*cursor + 1) % RING;
+        if lane.sent_at[slot].load(Ordering::Acquire) == 0 {
+            return Some(slot);
+        }
+    }
+    None
+}
+
+/// Closed loop: park until the receiver has answers (it unparks us), or
+/// `CLOSED_LOOP_PARK` passes so that retransmissions and timeouts are
+/// still served when nothing comes back.
+fn wait_for_answers(lane: &Lane, window: u64) {
+    lane.waiting.store(true, Ordering::Relaxed);
+    fence(Ordering::SeqCst);
+    if lane.outstanding() >= window {
+        std::thread::park_timeout(CLOSED_LOOP_PARK);
+    } else {
+        // Answers came in meanwhile: a short nap, so that a full ring
+        // (outstanding below the window) is not polled in a tight loop.
+        std::thread::park_timeout(Duration::from_micros(100));
+    }
+    lane.waiting.store(false, Ordering::Relaxed);
+}
+
 /// Retransmit (UDP, timer A) and time out requests still in flight.
+/// Retransmissions join the outbox, sent with the next batch.
 #[allow(clippy::too_many_arguments)]
 fn service(
     plan: &Plan,
     lane: &Lane,
     tx: &Tx,
+    outbox: &mut Outbox,
     pending: &mut VecDeque<Pending>,
-    buf: &mut Vec<u8>,
     port: u16,
     s: usize,
     sockets: usize,
@@ -551,9 +710,12 @@ fn service(
             continue;
         }
         if !plan.tcp {
+            if outbox.is_full() {
+                send(plan, lane, tx, outbox)?;
+            }
             let b = s as u64 + p.j * sockets as u64;
             build(
-                buf,
+                outbox.next(),
                 plan,
                 port,
                 p.slot,
@@ -563,8 +725,6 @@ fn service(
                 p.call_round,
                 None,
             );
-            tx.send(buf)
-                .with_context(|| format!("sending to {}", plan.target))?;
             lane.retransmissions.fetch_add(1, Ordering::Relaxed);
         }
         p.interval_ms = (p.interval_ms * 2).min(T2_MS);
@@ -608,7 +768,13 @@ fn build(
     let c = b % plan.contacts;
     let user = &plan.user_prefix;
     let d = &plan.domain;
-    let proto = if plan.tcp { "TCP" } else { "UDP" };
+    // Both spellings as literals: lowercasing at run time would allocate
+    // once per request.
+    let (proto, t) = if plan.tcp {
+        ("TCP", "tcp")
+    } else {
+        ("UDP", "udp")
+    };
     let host = if plan.target.is_ipv6() {
         "[::1]"
     } else {
@@ -636,7 +802,6 @@ fn build(
          User-Agent: regmesh-bench\r\n",
         k = kind.code() as char,
         run = plan.run_id,
-        t = proto.to_ascii_lowercase(),
     );
     if let Some((authorization, _)) = auth {
         let _ = write!(out, "Authorization: {authorization}\r\n");
@@ -644,43 +809,53 @@ fn build(
     out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
 }
 
-fn receiver(plan: &Plan, lane: &Lane, tx: &Tx, mut rx: Recv, stop: &AtomicBool) -> Histogram {
+/// One socket's receiver: answers in batches of up to `RECV_BATCH` per
+/// system call over UDP, parsed in place (no allocation per answer).
+fn receiver(plan: &Plan, lane: &Lane, tx: &Tx, rx: Rx, stop: &AtomicBool) -> Histogram {
     let mut hist = Histogram::new();
-    let mut buf = vec![0u8; 65_536];
-    let mut stream: Vec<u8> = Vec::new();
     let mut out = Vec::with_capacity(1024);
     let port = tx.local_port();
-    while !stop.load(Ordering::Relaxed) {
-        let n = match rx(&mut buf) {
-            Ok(0) if plan.tcp => break,
-            Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue;
+    match rx {
+        Rx::Udp(sock) => {
+            let mut inbox = Inbox::new();
+            while !stop.load(Ordering::Relaxed) {
+                // Timeouts (SO_RCVTIMEO) and ICMP errors alike: look at
+                // `stop` and wait again.
+                let Ok(n) = inbox.recv(&sock) else { continue };
+                for i in 0..n {
+                    on_response(plan, lane, tx, inbox.get(i), &mut hist, &mut out, port);
+                }
+                lane.received.fetch_add(n as u64, Ordering::Relaxed);
+                lane.recv_calls.store(inbox.calls, Ordering::Relaxed);
+                lane.wake_sender();
             }
-            Err(_) => continue,
-        };
-        if plan.tcp {
-            stream.extend_from_slice(&buf[..n]);
-            let mut start = 0;
-            while let Ok(frame) = regmesh_sip::frame(&stream[start..], 65_536) {
-                match frame {
-                    regmesh_sip::Frame::KeepAlive(m) => start += m,
-                    regmesh_sip::Frame::Message(m) => {
-                        let msg = stream[start..start + m].to_vec();
-                        on_response(plan, lane, tx, &msg, &mut hist, &mut out, port);
-                        start += m;
+        }
+        Rx::Tcp(mut stream) => {
+            let mut buf = vec![0u8; 65_536];
+            let mut pending: Vec<u8> = Vec::with_capacity(65_536);
+            while !stop.load(Ordering::Relaxed) {
+                let n = match stream.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(_) => continue,
+                };
+                lane.recv_calls.fetch_add(1, Ordering::Relaxed);
+                pending.extend_from_slice(&buf[..n]);
+                let mut start = 0;
+                while let Ok(frame) = regmesh_sip::frame(&pending[start..], 65_536) {
+                    match frame {
+                        regmesh_sip::Frame::KeepAlive(m) => start += m,
+                        regmesh_sip::Frame::Message(m) => {
+                            let msg = &pending[start..start + m];
+                            on_response(plan, lane, tx, msg, &mut hist, &mut out, port);
+                            lane.received.fetch_add(1, Ordering::Relaxed);
+                            start += m;
+                        }
                     }
                 }
+                pending.drain(..start);
+                lane.wake_sender();
             }
-            stream.drain(..start);
-        } else {
-            let msg = &buf[..n];
-            on_response(plan, lane, tx, msg, &mut hist, &mut out, port);
         }
     }
     hist
@@ -866,6 +1041,15 @@ mod tests {
         assert_eq!(p[1], ("nonce".into(), "n1".into()));
         assert_eq!(p[2], ("qop".into(), "auth,auth-int".into()));
         assert_eq!(p[3], ("algorithm".into(), "MD5".into()));
+    }
+
+    #[test]
+    fn tick_accepts_micro_and_milliseconds_within_bounds() {
+        assert_eq!(parse_tick("1ms"), Some(Duration::from_millis(1)));
+        assert_eq!(parse_tick("250us"), Some(Duration::from_micros(250)));
+        assert_eq!(parse_tick("10us"), None);
+        assert_eq!(parse_tick("2s"), None);
+        assert_eq!(parse_tick("fast"), None);
     }
 
     #[test]

@@ -3,9 +3,13 @@
 //! shows the generator's own ceiling.
 //!
 //! Design: per socket one sender thread and one receiver thread, plain
-//! blocking std sockets. A request's slot in a fixed ring is encoded in its
+//! blocking std sockets. The generator shares the machine with the server it
+//! measures, so it must not spend CPU waiting: a paced sender wakes once per
+//! `--tick` (1 ms), sends every request due since the run started as one
+//! batch (`sendmmsg` on Linux) and sleeps again; receivers take answers in
+//! batches (`recvmmsg`). A request's slot in a fixed ring is encoded in its
 //! Via branch, so the receiver finds the send time without a map and without
-//! allocating; the request bytes are built into a reused buffer. Requests over
+//! allocating; requests are built into reused buffers. Requests over
 //! UDP are retransmitted per RFC 3261 §17.1.1.2 timer A (T1 = 500 ms,
 //! doubling) until `--timeout`; 401 challenges are answered (MD5 digest)
 //! when `--password` is given. Targets must be loopback addresses: this is a
@@ -13,6 +17,7 @@
 
 mod generator;
 mod hist;
+mod io;
 mod responder;
 
 pub(crate) use generator::{BenchArgs, run};
