@@ -621,7 +621,7 @@ fn sender(
             }
             std::thread::sleep(next_tick - now);
         } else if ring_full || lane.outstanding() >= window {
-            wait_for_answers(lane, window);
+            wait_for_answers(lane, window, ring_full);
         }
     }
     // Drain: wait for answers or timeouts of everything in flight.
@@ -659,16 +659,14 @@ fn free_slot(lane: &Lane, cursor: &mut usize) -> Option<usize> {
 
 /// Closed loop: park until the receiver has answers (it unparks us), or
 /// `CLOSED_LOOP_PARK` passes so that retransmissions and timeouts are
-/// still served when nothing comes back.
-fn wait_for_answers(lane: &Lane, window: u64) {
+/// still served when nothing comes back. Returns at once when answers
+/// came in since the window was last seen full (the usual case at high
+/// rates): the window is topped up without a sleep.
+fn wait_for_answers(lane: &Lane, window: u64, ring_full: bool) {
     lane.waiting.store(true, Ordering::Relaxed);
     fence(Ordering::SeqCst);
-    if lane.outstanding() >= window {
+    if ring_full || lane.outstanding() >= window {
         std::thread::park_timeout(CLOSED_LOOP_PARK);
-    } else {
-        // Answers came in meanwhile: a short nap, so that a full ring
-        // (outstanding below the window) is not polled in a tight loop.
-        std::thread::park_timeout(Duration::from_micros(100));
     }
     lane.waiting.store(false, Ordering::Relaxed);
 }
