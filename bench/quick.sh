@@ -58,12 +58,12 @@ PY
   auth_args=(--password "$PASSWORD")
 fi
 cpu() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
-nice -n 19 "$BIN" bench --target "127.0.0.1:$PORT" --rate 5000 --aors "$AORS" --count "$AORS" \
+nice -n 19 "$BIN" bench --target "127.0.0.1:$PORT" --rate 5000 --aors "$AORS" --count "$AORS" --contact-port 5060 \
   --mix 1:0:0 --quiet --json "$OUT/seed.json" "${auth_args[@]}" --timeout 30s
 tck=$(getconf CLK_TCK)
 for r in $(seq 1 "$ROUNDS"); do
   c0=$(cpu)
-  nice -n 19 "$BIN" bench --target "127.0.0.1:$PORT" --rate "$RATE" --window "$WINDOW" --sockets 2 \
+  nice -n 19 "$BIN" bench --target "127.0.0.1:$PORT" --rate "$RATE" --window "$WINDOW" --sockets 2 --contact-port 5060 \
     --aors "$AORS" --duration "$DURATION" --quiet --json "$OUT/r$r.json" "${auth_args[@]}"
   c1=$(cpu)
   python3 - "$OUT/r$r.json" "$c0" "$c1" "$tck" "$(du -sb "$OUT/data" | cut -f1)" "$r" <<'PY'

@@ -97,6 +97,29 @@ fn generator_registers_over_udp_and_tcp_and_counts_every_answer() {
         json::stat(&stats, "usrloc:location-contacts"),
         contacts_before + 300
     );
+
+    phase("with --contact-port a second run refreshes the first run's bindings");
+    let contacts = |node: &Node| {
+        json::stat(
+            &json::statistics(&node.rpc("stats.get_statistics", json!(["usrloc:"]))),
+            "usrloc:location-contacts",
+        )
+    };
+    let before = contacts(&node);
+    for run in 0..2 {
+        let r = bench(&[
+            "--target",
+            &udp,
+            "--aors",
+            "50",
+            "--rate",
+            "1000",
+            "--contact-port",
+            "5999",
+        ]);
+        assert_eq!(status(&r, "200"), 50, "run {run}: {r}");
+        assert_eq!(contacts(&node), before + 50, "after run {run}");
+    }
 }
 
 #[test]

@@ -79,6 +79,13 @@ pub(crate) struct BenchArgs {
     /// Expires of registrations and refreshes.
     #[arg(long, default_value_t = 3600)]
     expires: u32,
+    /// Port written in every Contact instead of the socket's own. Each run
+    /// has new sockets, so by default a second run over the same AoRs adds
+    /// new bindings; with a fixed port it refreshes the bindings of the
+    /// earlier runs, which is what a re-registration storm over known
+    /// phones is (bench/compare.sh uses 5060).
+    #[arg(long)]
+    contact_port: Option<u16>,
     /// A request unanswered this long is a timeout, e.g. `8s`.
     #[arg(long, default_value = "8s")]
     timeout: String,
@@ -126,6 +133,7 @@ struct Plan {
     weights: [u64; 3],
     password: Option<String>,
     expires: u32,
+    contact_port: Option<u16>,
     timeout: Duration,
     run_id: u32,
     start: Instant,
@@ -308,6 +316,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         weights: parse_weights(&args.mix)?,
         password: args.password.clone(),
         expires: args.expires,
+        contact_port: args.contact_port,
         timeout,
         run_id: rand::random::<u32>(),
         start: now(),
@@ -778,6 +787,7 @@ fn build(
     } else {
         "127.0.0.1"
     };
+    let contact_port = plan.contact_port.unwrap_or(port);
     let expires = if kind == Kind::Unregister {
         0
     } else {
@@ -796,7 +806,7 @@ fn build(
          To: <sip:{user}{aor}@{d}>\r\n\
          Call-ID: {b}-{call_round}-{run}@regmesh.bench\r\n\
          CSeq: {cseq} REGISTER\r\n\
-         Contact: <sip:{user}{aor}-{c}@{host}:{port};transport={t}>;expires={expires}\r\n\
+         Contact: <sip:{user}{aor}-{c}@{host}:{contact_port};transport={t}>;expires={expires}\r\n\
          User-Agent: regmesh-bench\r\n",
         k = kind.code() as char,
         run = plan.run_id,
