@@ -45,11 +45,12 @@
 //! [`SEGMENT_BYTES`], or when a snapshot is due: when the log written since
 //! the last snapshot exceeds both [`SNAPSHOT_MIN_LOG_BYTES`] and the size of
 //! the last snapshot (so snapshot work stays proportional to log traffic,
-//! and disk use below about three times the live data plus a segment). The
+//! and disk use bounded by about twice the snapshot plus four segments). The
 //! writer then hands the number N of the segment it just closed to the
 //! checkpointer thread, which copies the in-memory table shard by shard
 //! (one shard lock at a time, briefly) into `snapshot-N`, and once that is
-//! durable deletes segments up to N and older snapshots.
+//! durable deletes segments up to N (keeping up to two full ones for reuse,
+//! see `disk`) and older snapshots.
 //!
 //! The snapshot is taken after segment N was closed, so every change not
 //! yet in memory when a shard is copied is queued after that and lands in
