@@ -614,6 +614,18 @@ fn next_record(
     Ok(Next::Record(kind))
 }
 
+/// A buffered reader over `path` (1 MiB: files are read once, front to
+/// back) and the file's length.
+fn open_for_read(path: &Path) -> Result<(BufReader<File>, u64), StoreError> {
+    let read_err = |source| StoreError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let file = File::open(path).map_err(read_err)?;
+    let len = file.metadata().map_err(read_err)?.len();
+    Ok((BufReader::with_capacity(1 << 20, file), len))
+}
+
 /// Read segment `n`; `last` allows a torn tail.
 fn read_segment(
     path: &Path,
@@ -622,18 +634,7 @@ fn read_segment(
     last: bool,
     replay: &mut Replay,
 ) -> Result<SegmentEnd, StoreError> {
-    let file = File::open(path).map_err(|source| StoreError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    let file_len = file
-        .metadata()
-        .map_err(|source| StoreError::Read {
-            path: path.to_owned(),
-            source,
-        })?
-        .len();
-    let mut r = BufReader::with_capacity(1 << 20, file);
+    let (mut r, file_len) = open_for_read(path)?;
     if file_len < HEADER_LEN && last {
         // Crashed while creating it: nothing in it was ever acknowledged.
         // Only a prefix of a header of ours is that; anything else is not
@@ -701,12 +702,7 @@ fn read_snapshot(
     node: NodeId,
     replay: &mut Replay,
 ) -> Result<u64, StoreError> {
-    let file = File::open(path).map_err(|source| StoreError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut r = BufReader::with_capacity(1 << 20, file);
+    let (mut r, size) = open_for_read(path)?;
     check_header(path, &mut r, FileKind::Snapshot, n, node)?;
     let mut pos = HEADER_LEN;
     let mut count = 0u64;
