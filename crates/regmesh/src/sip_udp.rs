@@ -548,7 +548,16 @@ mod tests {
         for i in 0..n {
             c.send_to(&register(i, me), server.addr).expect("send");
         }
-        // Cancel with commits (very likely) still in flight.
+        // Cancel once the threads have started working through the burst,
+        // with commits (very likely) still in flight. (Cancelling before a
+        // thread has received anything would test nothing; on a loaded
+        // machine the threads can start late.)
+        for _ in 0..500 {
+            if server.location.stats().bindings > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let took = server.shut_down().await;
         assert!(took < Duration::from_secs(2), "drain took {took:?}");
         assert_eq!(
