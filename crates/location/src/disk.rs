@@ -543,13 +543,13 @@ fn check_header(
     Ok(())
 }
 
-/// Fill `buf`; Ok(false) at a clean end of file before any byte, Ok(false)
-/// also for a short read (the caller decides whether that is a torn tail).
-fn read_exact_or(r: &mut impl Read, buf: &mut [u8], path: &Path) -> Result<bool, StoreError> {
+/// Read into `buf` until it is full or the file ends; returns how many
+/// bytes were read (less than `buf.len()` only at the end of the file).
+fn fill(r: &mut impl Read, buf: &mut [u8], path: &Path) -> Result<usize, StoreError> {
     let mut filled = 0;
     while filled < buf.len() {
         match r.read(&mut buf[filled..]) {
-            Ok(0) => return Ok(false),
+            Ok(0) => break,
             Ok(k) => filled += k,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(source) => {
@@ -560,11 +560,18 @@ fn read_exact_or(r: &mut impl Read, buf: &mut [u8], path: &Path) -> Result<bool,
             }
         }
     }
-    Ok(true)
+    Ok(filled)
 }
 
-/// One record read from a file: Some((kind, body)) or None where the
-/// records stop (end of file, zero fill, or damage: `damaged` tells).
+/// Fill `buf` whole: Ok(false) when the file ends first (the caller decides
+/// whether that is a torn tail).
+fn read_exact_or(r: &mut impl Read, buf: &mut [u8], path: &Path) -> Result<bool, StoreError> {
+    Ok(fill(r, buf, path)? == buf.len())
+}
+
+/// Where reading a file's next record got: a record (its kind; the body is
+/// in the caller's buffer), the end of the records (end of file or zero
+/// fill), or damage (short, oversized or failing its checksum).
 enum Next {
     Record(u8),
     End,
@@ -578,20 +585,10 @@ fn next_record(
     path: &Path,
 ) -> Result<Next, StoreError> {
     let mut head = [0u8; 8];
-    let mut filled = 0;
-    while filled < head.len() {
-        match r.read(&mut head[filled..]) {
-            Ok(0) if filled == 0 => return Ok(Next::End),
-            Ok(0) => return Ok(Next::Damaged),
-            Ok(k) => filled += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(source) => {
-                return Err(StoreError::Read {
-                    path: path.to_owned(),
-                    source,
-                });
-            }
-        }
+    match fill(r, &mut head, path)? {
+        0 => return Ok(Next::End),
+        8 => {}
+        _ => return Ok(Next::Damaged),
     }
     let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
     let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
