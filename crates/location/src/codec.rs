@@ -1,4 +1,5 @@
-//! The on-disk encoding of entries and subscribers (format 1).
+//! The on-disk encoding of entries and subscribers (format 1); the in-memory
+//! table holds entries in this same form (see `packed`).
 //!
 //! Hand-rolled rather than serde_json: at a million rows, startup decodes
 //! every one, and a length-prefixed binary layout decodes several times
@@ -34,7 +35,7 @@
 //! store refuses such changes before they reach this module.
 
 use crate::clock::Timestamp;
-use crate::model::{Binding, Entry, Hlc, NodeId, Version};
+use crate::model::{Binding, Change, ChangeKind, Entry, Hlc, NodeId, Version};
 use crate::store::Subscriber;
 
 /// The format this build writes and reads.
@@ -122,56 +123,83 @@ impl Out {
             }
         }
     }
-}
-
-/// Encode one entry of the bindings table.
-pub(crate) fn encode_entry(aor: &str, contact: &str, entry: &Entry) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(64 + aor.len() + contact.len() * 2);
-    encode_entry_into(&mut buf, aor, contact, entry);
-    buf
-}
-
-/// [`encode_entry`], appended to `buf` (snapshots reuse one buffer).
-pub(crate) fn encode_entry_into(buf: &mut Vec<u8>, aor: &str, contact: &str, entry: &Entry) {
-    let mut o = Out(std::mem::take(buf));
-    o.u8(FORMAT);
-    match entry {
-        Entry::Live(b) => {
-            o.u8(TAG_LIVE);
-            o.str(aor);
-            o.str(contact);
-            o.u64(b.expires.0);
-            o.opt_u16(b.q);
-            o.str(&b.call_id);
-            o.u32(b.cseq);
-            o.u32(b.flags);
-            o.u32(b.cflags);
-            o.opt_str(b.user_agent.as_deref());
-            o.opt_str(b.received.as_deref());
-            o.opt_str(b.socket.as_deref());
-            o.len(b.path.len());
-            for p in &b.path {
-                o.str(p);
-            }
-            o.opt_str(b.instance.as_deref());
-            o.opt_u32(b.reg_id);
-            o.opt_u32(b.methods);
-            o.str(&b.ruid);
-            o.u64(b.last_modified.0);
-            o.u32(b.origin.0);
-            o.u64(b.version.hlc.0);
-            o.u32(b.version.node.0);
+    /// A live binding, stamped `version` (the binding's own field is not read).
+    fn live(&mut self, aor: &str, contact: &str, b: &Binding, version: Version) {
+        self.u8(FORMAT);
+        self.u8(TAG_LIVE);
+        self.str(aor);
+        self.str(contact);
+        self.u64(b.expires.0);
+        self.opt_u16(b.q);
+        self.str(&b.call_id);
+        self.u32(b.cseq);
+        self.u32(b.flags);
+        self.u32(b.cflags);
+        self.opt_str(b.user_agent.as_deref());
+        self.opt_str(b.received.as_deref());
+        self.opt_str(b.socket.as_deref());
+        self.len(b.path.len());
+        for p in &b.path {
+            self.str(p);
         }
-        Entry::Tombstone { version, until } => {
-            o.u8(TAG_TOMBSTONE);
-            o.str(aor);
-            o.str(contact);
-            o.u64(version.hlc.0);
-            o.u32(version.node.0);
-            o.u64(until.0);
-        }
+        self.opt_str(b.instance.as_deref());
+        self.opt_u32(b.reg_id);
+        self.opt_u32(b.methods);
+        self.str(&b.ruid);
+        self.u64(b.last_modified.0);
+        self.u32(b.origin.0);
+        self.u64(version.hlc.0);
+        self.u32(version.node.0);
     }
-    *buf = o.0;
+    fn tombstone(&mut self, aor: &str, contact: &str, version: Version, until: Timestamp) {
+        self.u8(FORMAT);
+        self.u8(TAG_TOMBSTONE);
+        self.str(aor);
+        self.str(contact);
+        self.u64(version.hlc.0);
+        self.u32(version.node.0);
+        self.u64(until.0);
+    }
+}
+
+/// Encode one entry of the bindings table (tests build values from entries;
+/// the store encodes changes with [`encode_change`]).
+#[cfg(test)]
+pub(crate) fn encode_entry(aor: &str, contact: &str, entry: &Entry) -> Vec<u8> {
+    let mut o = Out(Vec::new());
+    match entry {
+        Entry::Live(b) => o.live(aor, contact, b, b.version),
+        Entry::Tombstone { version, until } => o.tombstone(aor, contact, *version, *until),
+    }
+    o.0
+}
+
+/// Encode the entry `change` produces when it wins, exactly as
+/// `encode_entry(aor, contact, &Entry::from_change(change))` would, without
+/// cloning the binding into an [`Entry`] first (this runs once per write).
+pub(crate) fn encode_change(change: &Change) -> Vec<u8> {
+    let (aor, contact) = (change.aor.as_str(), change.contact.as_str());
+    let mut o = Out(Vec::with_capacity(
+        160 + aor.len() + contact.len() + change.binding.as_ref().map_or(0, binding_len),
+    ));
+    match (&change.kind, &change.binding) {
+        (ChangeKind::Insert | ChangeKind::Refresh, Some(b)) => {
+            o.live(aor, contact, b, change.version)
+        }
+        _ => o.tombstone(aor, contact, change.version, change.tombstone_until),
+    }
+    o.0
+}
+
+/// Bytes of a binding's variable-length fields (a capacity hint).
+fn binding_len(b: &Binding) -> usize {
+    b.call_id.len()
+        + b.ruid.len()
+        + [&b.user_agent, &b.received, &b.socket, &b.instance]
+            .iter()
+            .map(|s| s.as_ref().map_or(0, String::len))
+            .sum::<usize>()
+        + b.path.iter().map(|p| p.len() + 2).sum::<usize>()
 }
 
 /// Encode a subscriber row.
@@ -246,16 +274,17 @@ impl<'a> In<'a> {
             what,
         })
     }
-    fn str(&mut self, what: &'static str) -> Result<String, DecodeError> {
+    fn str(&mut self, what: &'static str) -> Result<&'a str, DecodeError> {
         let n = self.len(what)?;
         let start = self.pos;
         let bytes = self.take(n, what)?;
-        std::str::from_utf8(bytes)
-            .map(str::to_owned)
-            .map_err(|_| DecodeError {
-                offset: start,
-                what,
-            })
+        std::str::from_utf8(bytes).map_err(|_| DecodeError {
+            offset: start,
+            what,
+        })
+    }
+    fn string(&mut self, what: &'static str) -> Result<String, DecodeError> {
+        self.str(what).map(str::to_owned)
     }
     fn flag(&mut self, what: &'static str) -> Result<bool, DecodeError> {
         match self.u8(what)? {
@@ -267,7 +296,7 @@ impl<'a> In<'a> {
             }),
         }
     }
-    fn opt_str(&mut self, what: &'static str) -> Result<Option<String>, DecodeError> {
+    fn opt_str(&mut self, what: &'static str) -> Result<Option<&'a str>, DecodeError> {
         if self.flag(what)? {
             self.str(what).map(Some)
         } else {
@@ -308,16 +337,115 @@ impl<'a> In<'a> {
 }
 
 /// A decoded row of the bindings table: `(aor, contact, entry)`.
+#[cfg(test)]
 pub(crate) type Row = (String, String, Entry);
 
 /// Decode one value of the bindings table.
+#[cfg(test)]
 pub(crate) fn decode_entry(buf: &[u8]) -> Result<Row, DecodeError> {
+    let v = view_entry(buf)?;
+    Ok((v.aor.to_owned(), v.contact.to_owned(), v.to_entry()))
+}
+
+/// One value of the bindings table read in place: every string borrows
+/// from the value. Reading one is the validation of a value (startup reads
+/// a million of them, so it allocates nothing unless a binding has a Path).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct View<'a> {
+    pub(crate) aor: &'a str,
+    pub(crate) contact: &'a str,
+    pub(crate) body: ViewBody<'a>,
+}
+
+/// What a [`View`] holds for its key.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum ViewBody<'a> {
+    /// A binding.
+    Live(LiveView<'a>),
+    /// A removed binding.
+    Tombstone { version: Version, until: Timestamp },
+}
+
+/// The fields of a binding, borrowed (see [`Binding`] for their meaning).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct LiveView<'a> {
+    pub(crate) expires: Timestamp,
+    q: Option<u16>,
+    call_id: &'a str,
+    cseq: u32,
+    flags: u32,
+    cflags: u32,
+    user_agent: Option<&'a str>,
+    received: Option<&'a str>,
+    socket: Option<&'a str>,
+    path: Vec<&'a str>,
+    instance: Option<&'a str>,
+    reg_id: Option<u32>,
+    methods: Option<u32>,
+    pub(crate) ruid: &'a str,
+    last_modified: Timestamp,
+    origin: NodeId,
+    pub(crate) version: Version,
+}
+
+impl View<'_> {
+    /// The version of the write that produced the entry.
+    pub(crate) fn version(&self) -> Version {
+        match &self.body {
+            ViewBody::Live(b) => b.version,
+            ViewBody::Tombstone { version, .. } => *version,
+        }
+    }
+    /// The binding, owned.
+    pub(crate) fn to_binding(&self) -> Option<Binding> {
+        let ViewBody::Live(b) = &self.body else {
+            return None;
+        };
+        Some(Binding {
+            aor: self.aor.to_owned(),
+            contact: self.contact.to_owned(),
+            expires: b.expires,
+            q: b.q,
+            call_id: b.call_id.to_owned(),
+            cseq: b.cseq,
+            flags: b.flags,
+            cflags: b.cflags,
+            user_agent: b.user_agent.map(str::to_owned),
+            received: b.received.map(str::to_owned),
+            socket: b.socket.map(str::to_owned),
+            path: b.path.iter().map(|p| (*p).to_owned()).collect(),
+            instance: b.instance.map(str::to_owned),
+            reg_id: b.reg_id,
+            methods: b.methods,
+            ruid: b.ruid.to_owned(),
+            last_modified: b.last_modified,
+            origin: b.origin,
+            version: b.version,
+        })
+    }
+    /// The entry, owned.
+    pub(crate) fn to_entry(&self) -> Entry {
+        match &self.body {
+            ViewBody::Live(_) => Entry::Live(
+                self.to_binding()
+                    .expect("invariant: a live view has a binding"),
+            ),
+            ViewBody::Tombstone { version, until } => Entry::Tombstone {
+                version: *version,
+                until: *until,
+            },
+        }
+    }
+}
+
+/// Read one value of the bindings table in place, checking all of it.
+pub(crate) fn view_entry(buf: &[u8]) -> Result<View<'_>, DecodeError> {
     let mut i = In { buf, pos: 0 };
     i.format()?;
     let tag = i.u8("entry tag")?;
     let aor = i.str("aor")?;
     let contact = i.str("contact")?;
-    let entry = match tag {
+    let body = match tag {
         TAG_LIVE => {
             let expires = Timestamp(i.u64("expires")?);
             let q = i.opt_u16("q")?;
@@ -333,19 +461,7 @@ pub(crate) fn decode_entry(buf: &[u8]) -> Result<Row, DecodeError> {
             for _ in 0..n {
                 path.push(i.str("path")?);
             }
-            let instance = i.opt_str("instance")?;
-            let reg_id = i.opt_u32("reg_id")?;
-            let methods = i.opt_u32("methods")?;
-            let ruid = i.str("ruid")?;
-            let last_modified = Timestamp(i.u64("last_modified")?);
-            let origin = NodeId(i.u32("origin")?);
-            let version = Version {
-                hlc: Hlc(i.u64("version hlc")?),
-                node: NodeId(i.u32("version node")?),
-            };
-            Entry::Live(Binding {
-                aor: aor.clone(),
-                contact: contact.clone(),
+            ViewBody::Live(LiveView {
                 expires,
                 q,
                 call_id,
@@ -356,23 +472,25 @@ pub(crate) fn decode_entry(buf: &[u8]) -> Result<Row, DecodeError> {
                 received,
                 socket,
                 path,
-                instance,
-                reg_id,
-                methods,
-                ruid,
-                last_modified,
-                origin,
-                version,
+                instance: i.opt_str("instance")?,
+                reg_id: i.opt_u32("reg_id")?,
+                methods: i.opt_u32("methods")?,
+                ruid: i.str("ruid")?,
+                last_modified: Timestamp(i.u64("last_modified")?),
+                origin: NodeId(i.u32("origin")?),
+                version: Version {
+                    hlc: Hlc(i.u64("version hlc")?),
+                    node: NodeId(i.u32("version node")?),
+                },
             })
         }
-        TAG_TOMBSTONE => {
-            let version = Version {
+        TAG_TOMBSTONE => ViewBody::Tombstone {
+            version: Version {
                 hlc: Hlc(i.u64("version hlc")?),
                 node: NodeId(i.u32("version node")?),
-            };
-            let until = Timestamp(i.u64("until")?);
-            Entry::Tombstone { version, until }
-        }
+            },
+            until: Timestamp(i.u64("until")?),
+        },
         _ => {
             return Err(DecodeError {
                 offset: 1,
@@ -381,7 +499,7 @@ pub(crate) fn decode_entry(buf: &[u8]) -> Result<Row, DecodeError> {
         }
     };
     i.end()?;
-    Ok((aor, contact, entry))
+    Ok(View { aor, contact, body })
 }
 
 /// Decode one value of the subscribers table.
@@ -389,11 +507,11 @@ pub(crate) fn decode_subscriber(buf: &[u8]) -> Result<Subscriber, DecodeError> {
     let mut i = In { buf, pos: 0 };
     i.format()?;
     let s = Subscriber {
-        user: i.str("user")?,
-        domain: i.str("domain")?,
-        realm: i.str("realm")?,
-        ha1_md5: i.str("ha1_md5")?,
-        ha1_sha256: i.str("ha1_sha256")?,
+        user: i.string("user")?,
+        domain: i.string("domain")?,
+        realm: i.string("realm")?,
+        ha1_md5: i.string("ha1_md5")?,
+        ha1_sha256: i.string("ha1_sha256")?,
     };
     i.end()?;
     Ok(s)

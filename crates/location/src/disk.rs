@@ -66,7 +66,8 @@
 use crate::clock::Timestamp;
 use crate::codec;
 use crate::error::{Corruption, StoreError};
-use crate::model::{Entry, Hlc, NodeId};
+use crate::model::{Hlc, NodeId};
+use crate::packed::Packed;
 use crate::store::Subscriber;
 use crate::table::TableBuilder;
 use std::collections::HashMap;
@@ -216,14 +217,14 @@ impl Replay {
         };
         match kind {
             REC_PUT_BINDING => {
-                let (aor, contact, entry) = codec::decode_entry(body).map_err(|source| {
+                let (entry, view) = Packed::read(body).map_err(|source| {
                     corrupt(Corruption::Record {
                         table: "bindings",
                         source,
                     })
                 })?;
-                self.max_hlc = self.max_hlc.max(entry.version().hlc);
-                self.table.insert(aor, contact, entry);
+                self.max_hlc = self.max_hlc.max(view.version().hlc);
+                self.table.insert(view.aor, entry);
             }
             REC_DELETE_BINDING => {
                 let nul = body.iter().position(|&b| b == 0);
@@ -758,7 +759,6 @@ pub(crate) fn write_snapshot(
         n,
         count: 0,
         bytes: HEADER_LEN,
-        scratch: Vec::with_capacity(1024),
     };
     let result = (|| {
         sink.file.write_all(&header(FileKind::Snapshot, node, n))?;
@@ -787,15 +787,12 @@ pub(crate) struct SnapshotSink {
     n: u64,
     count: u64,
     bytes: u64,
-    scratch: Vec<u8>,
 }
 
 impl SnapshotSink {
-    /// Append one entry.
-    pub(crate) fn entry(&mut self, aor: &str, contact: &str, entry: &Entry, out: &mut Vec<u8>) {
-        self.scratch.clear();
-        codec::encode_entry_into(&mut self.scratch, aor, contact, entry);
-        frame(out, self.n, REC_PUT_BINDING, &self.scratch);
+    /// Append one entry (its encoded value, as the table holds it).
+    pub(crate) fn entry(&mut self, entry: &Packed, out: &mut Vec<u8>) {
+        frame(out, self.n, REC_PUT_BINDING, entry.bytes());
         self.count += 1;
     }
     /// Append one subscriber.

@@ -57,6 +57,7 @@ mod disk;
 mod error;
 pub mod merge;
 pub mod model;
+mod packed;
 mod persist;
 pub mod store;
 mod subscribers;

@@ -31,6 +31,7 @@
 //! [`Version`]: crate::model::Version
 
 use crate::model::{Binding, Change, Entry};
+use crate::packed::Packed;
 use std::cmp::Ordering;
 
 /// What [`merge`] did with a change.
@@ -119,6 +120,20 @@ fn cmp_binding(x: &Binding, y: &Binding) -> Ordering {
         )
     }
     key(x).cmp(&key(y))
+}
+
+/// What [`merge`] decides for `change` against an entry as the table holds
+/// it. The versions decide almost always; the held entry is decoded only
+/// for a tie, which [`merge`] breaks on content.
+pub(crate) fn decide(current: Option<&Packed>, change: &Change) -> MergeDecision {
+    let Some(current) = current else {
+        return MergeDecision::Applied;
+    };
+    match change.version.cmp(&current.version()) {
+        Ordering::Greater => MergeDecision::Applied,
+        Ordering::Less => MergeDecision::Stale,
+        Ordering::Equal => merge(Some(&current.entry()), change).0,
+    }
 }
 
 #[cfg(test)]

@@ -700,9 +700,9 @@ fn checkpointer(
                 }
                 {
                     let shard = shard.lock();
-                    for (aor, slots) in shard.records() {
-                        for slot in slots.iter().filter(|s| s.entry.deadline() > now) {
-                            sink.entry(aor, &slot.contact, &slot.entry, &mut out);
+                    for (_, slots) in shard.records() {
+                        for entry in slots.iter().filter(|p| p.deadline() > now) {
+                            sink.entry(entry, &mut out);
                         }
                     }
                 }

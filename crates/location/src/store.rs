@@ -9,12 +9,12 @@
 //! fsync'd. Reads only take the shard lock and copy.
 
 use crate::clock::{Clock, HlcClock, Timestamp};
-use crate::codec;
+use crate::codec::{self, ViewBody};
 use crate::disk;
 use crate::error::InvalidChange;
-use crate::model::{
-    Binding, Change, ChangeKind, Entry, Hlc, MergeDecision, NodeId, Op, Version, merge,
-};
+use crate::merge::decide;
+use crate::model::{Binding, Change, ChangeKind, Hlc, MergeDecision, NodeId, Op, Version};
+use crate::packed::Packed;
 use crate::persist::{PersistOp, Source, Start, Writer};
 pub use crate::persist::{SEGMENT_BYTES, SNAPSHOT_MIN_LOG_BYTES, StoreOptions};
 use crate::subscribers::Subscribers;
@@ -190,7 +190,7 @@ impl Location {
         // touching it, queue the rows, and only then apply: a refused queue
         // leaves memory exactly as it was.
         let mut rows = Vec::with_capacity(ops.len());
-        let mut staged: Vec<(String, Entry)> = Vec::with_capacity(ops.len());
+        let mut staged: Vec<Packed> = Vec::with_capacity(ops.len());
         for op in ops {
             let Some(change) = self.stamp(&shard, aor, op, now) else {
                 continue;
@@ -198,14 +198,12 @@ impl Location {
             let current = staged
                 .iter()
                 .rev()
-                .find(|(c, _)| *c == change.contact)
-                .map(|(_, e)| e)
+                .find(|p| p.has_contact(&change.contact))
                 .or_else(|| shard.get(aor, &change.contact));
-            if let (_, Some(entry)) = merge(current, &change) {
-                rows.push(PersistOp::PutBinding {
-                    value: codec::encode_entry(aor, &change.contact, &entry),
-                });
-                staged.push((change.contact, entry));
+            if decide(current, &change) == MergeDecision::Applied {
+                let value = codec::encode_change(&change);
+                staged.push(Packed::from_encoded(value.clone()));
+                rows.push(PersistOp::PutBinding { value });
             }
         }
         if rows.is_empty() {
@@ -216,8 +214,8 @@ impl Location {
             Ok(c) => c,
             Err(e) => return (r, Commit::failed(e)),
         };
-        for (contact, entry) in staged {
-            shard.put(aor, &contact, Some(entry), self.table.counts());
+        for entry in staged {
+            shard.put(aor, entry, self.table.counts());
         }
         drop(shard);
         (r, commit)
@@ -241,7 +239,7 @@ impl Location {
             Op::Remove { contact, .. } => {
                 // The tombstone lives as long as the binding it removes would
                 // have (DESIGN.md, merge rule).
-                let until = shard.get(aor, &contact)?.binding()?.expires;
+                let until = shard.get(aor, &contact)?.live_expires()?;
                 (ChangeKind::Remove, contact, None, until)
             }
         };
@@ -255,8 +253,10 @@ impl Location {
             if b.ruid.is_empty() {
                 b.ruid = shard
                     .get(aor, &contact)
-                    .and_then(Entry::binding)
-                    .map(|old| old.ruid.clone())
+                    .and_then(|old| match old.view().body {
+                        ViewBody::Live(b) => Some(b.ruid.to_owned()),
+                        ViewBody::Tombstone { .. } => None,
+                    })
                     .filter(|r| !r.is_empty())
                     .unwrap_or_else(|| format!("{:x}-{:x}", self.node.0, version.hlc.0));
             }
@@ -279,17 +279,12 @@ impl Location {
         change: &Change,
         rows: &mut Vec<PersistOp>,
     ) -> MergeDecision {
-        let (decision, new) = merge(shard.get(&change.aor, &change.contact), change);
-        if let Some(entry) = new {
-            rows.push(PersistOp::PutBinding {
-                value: codec::encode_entry(&change.aor, &change.contact, &entry),
-            });
-            shard.put(
-                &change.aor,
-                &change.contact,
-                Some(entry),
-                self.table.counts(),
-            );
+        let decision = decide(shard.get(&change.aor, &change.contact), change);
+        if decision == MergeDecision::Applied {
+            let value = codec::encode_change(change);
+            let entry = Packed::from_encoded(value.clone());
+            rows.push(PersistOp::PutBinding { value });
+            shard.put(&change.aor, entry, self.table.counts());
         }
         decision
     }
@@ -310,9 +305,8 @@ impl Location {
             for (aor, slots) in shard.records() {
                 let live: Vec<Binding> = slots
                     .iter()
-                    .filter_map(|s| s.entry.binding())
-                    .filter(|b| b.expires > now)
-                    .cloned()
+                    .filter(|p| p.live_expires().is_some_and(|e| e > now))
+                    .filter_map(Packed::binding)
                     .collect();
                 if !live.is_empty() {
                     out.push((aor.to_owned(), live));
@@ -330,7 +324,7 @@ impl Location {
         for shard in self.table.shards() {
             let shard = shard.lock();
             for (aor, slots) in shard.records() {
-                out.extend(slots.iter().map(|s| s.entry.to_change(aor, &s.contact)));
+                out.extend(slots.iter().map(|p| p.entry().to_change(aor, p.contact())));
             }
         }
         out
@@ -354,21 +348,21 @@ impl Location {
                 continue;
             }
             let mut rows = Vec::new();
-            shard.expire(now, self.table.counts(), |aor, slot| {
+            shard.expire(now, self.table.counts(), |aor, entry| {
                 rows.push(PersistOp::DeleteBinding {
-                    key: codec::binding_key(aor, &slot.contact),
+                    key: codec::binding_key(aor, entry.contact()),
                 });
-                if let Entry::Live(b) = slot.entry {
+                if let Some(expires) = entry.live_expires() {
                     changes.push(Change {
                         kind: ChangeKind::Remove,
                         aor: aor.to_owned(),
-                        contact: slot.contact,
+                        contact: entry.contact().to_owned(),
                         version: Version {
                             hlc: self.hlc.stamp(now),
                             node: self.node,
                         },
                         binding: None,
-                        tombstone_until: b.expires,
+                        tombstone_until: expires,
                     });
                 }
             });

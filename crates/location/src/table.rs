@@ -1,7 +1,7 @@
 //! The in-memory table: the authoritative copy of every entry, sharded by AoR.
 //!
 //! Each of [`SHARDS`] shards is a `parking_lot::Mutex` over a map from AoR to
-//! its [`AorRecord`] (live bindings and tombstones of that AoR). A synchronous
+//! its [`Slots`] (live bindings and tombstones of that AoR, encoded). A synchronous
 //! mutex rather than an async one, as in mini-redis `db.rs`: critical
 //! sections are short (a hash lookup and a few small vectors), never contain
 //! an `.await`, and an async mutex would cost more than it saves; sharding
@@ -17,15 +17,19 @@
 //!
 //! Counts for stats are kept in atomics, adjusted on every mutation.
 //!
-//! Memory: an AoR's name is one `Arc<str>` shared by the map and the expiry
-//! index, and a record's slot vector starts at capacity 1 (most AoRs have
-//! one contact; `Vec`'s default first growth to 4 slots of ~300 bytes each
-//! would quadruple the table's footprint at a million AoRs).
+//! Memory: each entry is kept encoded, as one allocation (`packed`: the
+//! bytes the change log holds, ~250 bytes for a typical phone, against
+//! ~800 for a decoded `Binding` with its strings), an AoR's name is one
+//! `Arc<str>` shared by the map and the expiry index, and an AoR with one
+//! contact (the common case) holds its entry inline rather than in a `Vec`.
+//! The AoR is in the key and in the entry's bytes: dropping the second copy
+//! would need a second encoding for the log, for ~24 bytes a binding.
 
 use crate::clock::Timestamp;
 #[cfg(test)]
 use crate::codec::Row;
-use crate::model::{Binding, Entry};
+use crate::model::Binding;
+use crate::packed::Packed;
 use parking_lot::{Mutex, MutexGuard};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -43,31 +47,82 @@ fn shard_hasher() -> Hasher {
     Hasher::with_seeds(0x5eed_0001, 0x5eed_0002, 0x5eed_0003, 0x5eed_0004)
 }
 
-/// One key's slot in an AoR record.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Slot {
-    pub(crate) contact: String,
-    pub(crate) entry: Entry,
+/// The entries of one AoR, in first-insertion order. Most AoRs hold one
+/// contact, so a single entry is kept inline: a `Vec` would cost a second
+/// allocation per AoR. (`Vec`'s niche keeps this at 24 bytes.)
+#[derive(Debug)]
+pub(crate) enum Slots {
+    One(Packed),
+    Many(Vec<Packed>),
 }
 
-/// Everything the table holds for one AoR, in first-insertion order.
-#[derive(Debug, Default)]
-pub(crate) struct AorRecord {
-    slots: Vec<Slot>,
-    /// Earliest deadline of `slots` (meaningless while empty).
-    deadline: Timestamp,
-}
-
-impl AorRecord {
-    fn tally(&self) -> Tally {
-        let live = self
-            .slots
+impl Slots {
+    pub(crate) fn as_slice(&self) -> &[Packed] {
+        match self {
+            Self::One(p) => std::slice::from_ref(p),
+            Self::Many(v) => v,
+        }
+    }
+    fn as_mut_slice(&mut self) -> &mut [Packed] {
+        match self {
+            Self::One(p) => std::slice::from_mut(p),
+            Self::Many(v) => v,
+        }
+    }
+    fn is_empty(&self) -> bool {
+        self.as_slice().is_empty()
+    }
+    /// The `Vec` form (for the rare edits that change the count).
+    fn many(&mut self) -> &mut Vec<Packed> {
+        if let Self::One(_) = self {
+            let Self::One(p) = std::mem::replace(self, Self::Many(Vec::new())) else {
+                unreachable!("matched One just above");
+            };
+            *self = Self::Many(vec![p]);
+        }
+        match self {
+            Self::Many(v) => v,
+            Self::One(_) => unreachable!("converted to Many just above"),
+        }
+    }
+    /// Back to the inline form when one entry is left.
+    fn settle(&mut self) {
+        if let Self::Many(v) = self
+            && v.len() == 1
+            && let Some(p) = v.pop()
+        {
+            *self = Self::One(p);
+        } else if let Self::Many(v) = self {
+            v.shrink_to_fit();
+        }
+    }
+    /// Store `entry`, replacing the entry of the same contact.
+    fn put(&mut self, entry: Packed) {
+        let same = self.as_slice().iter().position(|p| p.same_contact(&entry));
+        match same {
+            Some(i) => self.as_mut_slice()[i] = entry,
+            None if self.is_empty() => *self = Self::One(entry),
+            None => self.many().push(entry),
+        }
+    }
+    fn retain(&mut self, keep: impl FnMut(&Packed) -> bool) {
+        self.many().retain(keep);
+        self.settle();
+    }
+    /// Earliest deadline (`Timestamp::MAX` when empty).
+    fn deadline(&self) -> Timestamp {
+        self.as_slice()
             .iter()
-            .filter(|s| !s.entry.is_tombstone())
-            .count() as u64;
+            .map(Packed::deadline)
+            .min()
+            .unwrap_or(Timestamp::MAX)
+    }
+    fn tally(&self) -> Tally {
+        let all = self.as_slice();
+        let live = all.iter().filter(|p| !p.is_tombstone()).count() as u64;
         Tally {
             live,
-            tombstones: self.slots.len() as u64 - live,
+            tombstones: all.len() as u64 - live,
         }
     }
 }
@@ -108,72 +163,54 @@ impl Counts {
 /// One shard: AoR records and their expiry index.
 #[derive(Debug, Default)]
 pub(crate) struct Shard {
-    aors: HashMap<Arc<str>, AorRecord, Hasher>,
+    aors: HashMap<Arc<str>, Slots, Hasher>,
+    /// `(earliest deadline of the AoR's entries, AoR)` for every AoR held.
     deadlines: BTreeSet<(Timestamp, Arc<str>)>,
 }
 
 impl Shard {
-    /// Live (not yet expired at `now`) bindings of `aor`.
+    /// Live (not yet expired at `now`) bindings of `aor`, decoded.
     pub(crate) fn live(&self, aor: &str, now: Timestamp) -> Vec<Binding> {
         self.aors
             .get(aor)
             .map(|r| {
-                r.slots
+                r.as_slice()
                     .iter()
-                    .filter_map(|s| s.entry.binding())
-                    .filter(|b| b.expires > now)
-                    .cloned()
+                    .filter(|p| p.live_expires().is_some_and(|e| e > now))
+                    .filter_map(Packed::binding)
                     .collect()
             })
             .unwrap_or_default()
     }
 
-    /// The record of `aor`, created empty when absent (one slot reserved:
-    /// most AoRs hold one contact). The key is allocated only on creation.
-    fn record_mut(&mut self, aor: &str) -> &mut AorRecord {
-        if !self.aors.contains_key(aor) {
-            self.aors.insert(
-                Arc::from(aor),
-                AorRecord {
-                    slots: Vec::with_capacity(1),
-                    deadline: Timestamp::MAX,
-                },
-            );
-        }
-        self.aors
-            .get_mut(aor)
-            .expect("invariant: the record was inserted just above")
-    }
-
     /// What the table holds for (`aor`, `contact`).
-    pub(crate) fn get(&self, aor: &str, contact: &str) -> Option<&Entry> {
+    pub(crate) fn get(&self, aor: &str, contact: &str) -> Option<&Packed> {
         self.aors
             .get(aor)?
-            .slots
+            .as_slice()
             .iter()
-            .find(|s| s.contact == contact)
-            .map(|s| &s.entry)
+            .find(|p| p.has_contact(contact))
     }
 
-    /// Store `entry` for (`aor`, `contact`), or delete the key when `None`.
-    pub(crate) fn put(&mut self, aor: &str, contact: &str, entry: Option<Entry>, counts: &Counts) {
+    /// Store `entry` under `aor` (its contact is the rest of the key).
+    pub(crate) fn put(&mut self, aor: &str, entry: Packed, counts: &Counts) {
         let (before, old_deadline) = self.state_of(aor);
-        match entry {
-            Some(entry) => {
-                let rec = self.record_mut(aor);
-                match rec.slots.iter_mut().find(|s| s.contact == contact) {
-                    Some(slot) => slot.entry = entry,
-                    None => rec.slots.push(Slot {
-                        contact: contact.to_owned(),
-                        entry,
-                    }),
-                }
-            }
+        match self.aors.get_mut(aor) {
+            Some(slots) => slots.put(entry),
+            // The key is allocated only when the AoR is new.
             None => {
-                if let Some(rec) = self.aors.get_mut(aor) {
-                    rec.slots.retain(|s| s.contact != contact);
-                }
+                self.aors.insert(Arc::from(aor), Slots::One(entry));
             }
+        }
+        self.settle(aor, old_deadline, before, counts);
+    }
+
+    /// Delete the key (`aor`, `contact`).
+    #[cfg(test)]
+    pub(crate) fn delete(&mut self, aor: &str, contact: &str, counts: &Counts) {
+        let (before, old_deadline) = self.state_of(aor);
+        if let Some(slots) = self.aors.get_mut(aor) {
+            slots.retain(|p| !p.has_contact(contact));
         }
         self.settle(aor, old_deadline, before, counts);
     }
@@ -181,14 +218,14 @@ impl Shard {
     /// Tally and indexed deadline of `aor` as it is now.
     fn state_of(&self, aor: &str) -> (Tally, Option<Timestamp>) {
         match self.aors.get(aor) {
-            Some(r) if !r.slots.is_empty() => (r.tally(), Some(r.deadline)),
+            Some(r) if !r.is_empty() => (r.tally(), Some(r.deadline())),
             Some(r) => (r.tally(), None),
             None => (Tally::default(), None),
         }
     }
 
-    /// After a mutation of `aor`: recompute its deadline, fix the index and
-    /// the counts, and drop the record if it is empty.
+    /// After a mutation of `aor`: fix the expiry index and the counts, and
+    /// drop the record if it is empty.
     fn settle(
         &mut self,
         aor: &str,
@@ -197,19 +234,8 @@ impl Shard {
         counts: &Counts,
     ) {
         let (after, new_deadline, key) = match self.aors.get_key_value(aor) {
-            Some((key, rec)) if !rec.slots.is_empty() => {
-                let deadline = rec
-                    .slots
-                    .iter()
-                    .map(|s| s.entry.deadline())
-                    .min()
-                    .unwrap_or(Timestamp::MAX);
-                let key = key.clone();
-                let tally = rec.tally();
-                if let Some(rec) = self.aors.get_mut(aor) {
-                    rec.deadline = deadline;
-                }
-                (tally, Some(deadline), Some(key))
+            Some((key, rec)) if !rec.is_empty() => {
+                (rec.tally(), Some(rec.deadline()), Some(key.clone()))
             }
             Some(_) => {
                 let key = self.aors.remove_entry(aor).map(|(k, _)| k);
@@ -236,40 +262,37 @@ impl Shard {
     }
 
     /// Remove every entry whose deadline is at or before `now`, handing each
-    /// to `removed(aor, slot)`.
+    /// to `removed(aor, entry)`.
     pub(crate) fn expire(
         &mut self,
         now: Timestamp,
         counts: &Counts,
-        mut removed: impl FnMut(&str, Slot),
+        mut removed: impl FnMut(&str, Packed),
     ) {
         while self.has_due(now) {
             let Some((_, aor)) = self.deadlines.pop_first() else {
                 break;
             };
-            let before = self
-                .aors
-                .get(&aor)
-                .map(AorRecord::tally)
-                .unwrap_or_default();
+            let before = self.aors.get(&aor).map(Slots::tally).unwrap_or_default();
             if let Some(rec) = self.aors.get_mut(&aor) {
-                let mut i = 0;
-                while i < rec.slots.len() {
-                    if rec.slots[i].entry.deadline() <= now {
-                        removed(&aor, rec.slots.remove(i));
+                let entries = std::mem::take(rec.many());
+                for p in entries {
+                    if p.deadline() <= now {
+                        removed(&aor, p);
                     } else {
-                        i += 1;
+                        rec.many().push(p);
                     }
                 }
+                rec.settle();
             }
             // The index entry was popped above: settle from "not indexed".
             self.settle(&aor, None, before, counts);
         }
     }
 
-    /// Every AoR with its slots (for dumps and snapshots).
-    pub(crate) fn records(&self) -> impl Iterator<Item = (&str, &[Slot])> {
-        self.aors.iter().map(|(a, r)| (&**a, r.slots.as_slice()))
+    /// Every AoR with its entries (for dumps and snapshots).
+    pub(crate) fn records(&self) -> impl Iterator<Item = (&str, &[Packed])> {
+        self.aors.iter().map(|(a, r)| (&**a, r.as_slice()))
     }
 }
 
@@ -296,7 +319,8 @@ impl Table {
     pub(crate) fn from_rows(rows: Vec<Row>) -> Self {
         let mut b = TableBuilder::new();
         for (aor, contact, entry) in rows {
-            b.insert(aor, contact, entry);
+            let bytes = crate::codec::encode_entry(&aor, &contact, &entry);
+            b.insert(&aor, Packed::from_encoded(bytes));
         }
         b.finish()
     }
@@ -335,14 +359,15 @@ impl TableBuilder {
         }
     }
 
-    /// Add one row. Keys are unique on disk; a repeated key replaces.
-    pub(crate) fn insert(&mut self, aor: String, contact: String, entry: Entry) {
-        let i = self.table.shard_index(&aor);
+    /// Add one entry. Keys are unique on disk; a repeated key replaces.
+    pub(crate) fn insert(&mut self, aor: &str, entry: Packed) {
+        let i = self.table.shard_index(aor);
         let shard = self.table.shards[i].get_mut();
-        let rec = shard.record_mut(&aor);
-        match rec.slots.iter_mut().find(|s| s.contact == contact) {
-            Some(slot) => slot.entry = entry,
-            None => rec.slots.push(Slot { contact, entry }),
+        match shard.aors.get_mut(aor) {
+            Some(slots) => slots.put(entry),
+            None => {
+                shard.aors.insert(Arc::from(aor), Slots::One(entry));
+            }
         }
     }
 
@@ -350,9 +375,9 @@ impl TableBuilder {
     pub(crate) fn remove(&mut self, aor: &str, contact: &str) {
         let i = self.table.shard_index(aor);
         let shard = self.table.shards[i].get_mut();
-        if let Some(rec) = shard.aors.get_mut(aor) {
-            rec.slots.retain(|s| s.contact != contact);
-            if rec.slots.is_empty() {
+        if let Some(slots) = shard.aors.get_mut(aor) {
+            slots.retain(|p| !p.has_contact(contact));
+            if slots.is_empty() {
                 shard.aors.remove(aor);
             }
         }
@@ -374,20 +399,15 @@ impl TableBuilder {
         for shard in self.table.shards.iter_mut() {
             let shard = shard.get_mut();
             shard.aors.retain(|_, rec| {
-                let before = rec.slots.len();
-                rec.slots.retain(|s| s.entry.deadline() > now);
-                dropped += (before - rec.slots.len()) as u64;
-                !rec.slots.is_empty()
+                let before = rec.as_slice().len();
+                if rec.as_slice().iter().any(|p| p.deadline() <= now) {
+                    rec.retain(|p| p.deadline() > now);
+                }
+                dropped += (before - rec.as_slice().len()) as u64;
+                !rec.is_empty()
             });
-            for (key, rec) in &mut shard.aors {
-                rec.slots.shrink_to_fit();
-                rec.deadline = rec
-                    .slots
-                    .iter()
-                    .map(|s| s.entry.deadline())
-                    .min()
-                    .unwrap_or(Timestamp::MAX);
-                shard.deadlines.insert((rec.deadline, key.clone()));
+            for (key, rec) in &shard.aors {
+                shard.deadlines.insert((rec.deadline(), key.clone()));
                 let t = rec.tally();
                 total.live += t.live;
                 total.tombstones += t.tombstones;
@@ -405,21 +425,24 @@ impl TableBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Hlc, NodeId, Version};
+    use crate::codec::encode_entry;
+    use crate::model::{Entry, Hlc, NodeId, Version};
     use crate::testutil::binding;
 
-    fn live(aor: &str, contact: &str, expires: u64) -> Entry {
-        Entry::Live(binding(aor, contact, Timestamp(expires)))
+    fn live(aor: &str, contact: &str, expires: u64) -> Packed {
+        let e = Entry::Live(binding(aor, contact, Timestamp(expires)));
+        Packed::from_encoded(encode_entry(aor, contact, &e))
     }
 
-    fn tomb(until: u64) -> Entry {
-        Entry::Tombstone {
+    fn tomb(aor: &str, contact: &str, until: u64) -> Packed {
+        let e = Entry::Tombstone {
             version: Version {
                 hlc: Hlc(1),
                 node: NodeId(1),
             },
             until: Timestamp(until),
-        }
+        };
+        Packed::from_encoded(encode_entry(aor, contact, &e))
     }
 
     fn counts(t: &Table) -> (u64, u64, u64) {
@@ -436,8 +459,8 @@ mod tests {
         let t = Table::new();
         {
             let mut s = t.lock("a@x");
-            s.put("a@x", "sip:1", Some(live("a@x", "sip:1", 100)), t.counts());
-            s.put("a@x", "sip:2", Some(live("a@x", "sip:2", 50)), t.counts());
+            s.put("a@x", live("a@x", "sip:1", 100), t.counts());
+            s.put("a@x", live("a@x", "sip:2", 50), t.counts());
         }
         assert_eq!(counts(&t), (1, 2, 0));
         let s = t.lock("a@x");
@@ -458,12 +481,12 @@ mod tests {
     fn tombstone_replaces_binding_and_counts_follow() {
         let t = Table::new();
         let mut s = t.lock("a@x");
-        s.put("a@x", "sip:1", Some(live("a@x", "sip:1", 100)), t.counts());
-        s.put("a@x", "sip:1", Some(tomb(100)), t.counts());
+        s.put("a@x", live("a@x", "sip:1", 100), t.counts());
+        s.put("a@x", tomb("a@x", "sip:1", 100), t.counts());
         drop(s);
         assert_eq!(counts(&t), (0, 0, 1));
         let mut s = t.lock("a@x");
-        s.put("a@x", "sip:1", None, t.counts());
+        s.delete("a@x", "sip:1", t.counts());
         assert!(s.aors.is_empty());
         assert!(s.deadlines.is_empty());
         drop(s);
@@ -474,13 +497,13 @@ mod tests {
     fn index_tracks_earliest_deadline() {
         let t = Table::new();
         let mut s = t.lock("a@x");
-        s.put("a@x", "sip:1", Some(live("a@x", "sip:1", 100)), t.counts());
+        s.put("a@x", live("a@x", "sip:1", 100), t.counts());
         assert_eq!(s.deadlines.first().map(|d| d.0), Some(Timestamp(100)));
-        s.put("a@x", "sip:2", Some(live("a@x", "sip:2", 40)), t.counts());
+        s.put("a@x", live("a@x", "sip:2", 40), t.counts());
         assert_eq!(s.deadlines.len(), 1);
         assert_eq!(s.deadlines.first().map(|d| d.0), Some(Timestamp(40)));
         // Refreshing the early one moves the deadline to the other.
-        s.put("a@x", "sip:2", Some(live("a@x", "sip:2", 300)), t.counts());
+        s.put("a@x", live("a@x", "sip:2", 300), t.counts());
         assert_eq!(s.deadlines.len(), 1);
         assert_eq!(s.deadlines.first().map(|d| d.0), Some(Timestamp(100)));
     }
@@ -489,14 +512,14 @@ mod tests {
     fn expire_removes_only_what_is_due() {
         let t = Table::new();
         let mut s = t.lock("a@x");
-        s.put("a@x", "sip:1", Some(live("a@x", "sip:1", 100)), t.counts());
-        s.put("a@x", "sip:2", Some(live("a@x", "sip:2", 40)), t.counts());
-        s.put("a@x", "sip:3", Some(tomb(30)), t.counts());
+        s.put("a@x", live("a@x", "sip:1", 100), t.counts());
+        s.put("a@x", live("a@x", "sip:2", 40), t.counts());
+        s.put("a@x", tomb("a@x", "sip:3", 30), t.counts());
         assert!(!s.has_due(Timestamp(29)));
         assert!(s.has_due(Timestamp(40)));
         let mut gone = Vec::new();
-        s.expire(Timestamp(40), t.counts(), |aor, slot| {
-            gone.push((aor.to_owned(), slot.contact))
+        s.expire(Timestamp(40), t.counts(), |aor, entry| {
+            gone.push((aor.to_owned(), entry.contact().to_owned()))
         });
         gone.sort();
         assert_eq!(
@@ -522,7 +545,8 @@ mod tests {
         let rows: Vec<Row> = (0..1000)
             .map(|i| {
                 let aor = format!("u{i}@x");
-                (aor.clone(), "sip:c".to_owned(), live(&aor, "sip:c", 10))
+                let e = Entry::Live(binding(&aor, "sip:c", Timestamp(10)));
+                (aor.clone(), "sip:c".to_owned(), e)
             })
             .collect();
         let t = Table::from_rows(rows);

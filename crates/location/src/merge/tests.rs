@@ -245,6 +245,28 @@ fn changes_and_shuffle() -> impl Strategy<Value = (Vec<Change>, Vec<Change>)> {
 }
 
 proptest! {
+    /// The table keeps entries encoded (`Packed`) and decides without
+    /// decoding them: that must be exactly the rule, and the encoding of a
+    /// winning change exactly the entry the rule would store.
+    #[test]
+    fn deciding_on_packed_entries_is_the_merge_rule(mut held in arb_change(), change in arb_change()) {
+        // What the table holds is under the change's key.
+        held.aor.clone_from(&change.aor);
+        held.contact.clone_from(&change.contact);
+        if let Some(b) = &mut held.binding {
+            b.aor.clone_from(&change.aor);
+            b.contact.clone_from(&change.contact);
+        }
+        let e = Entry::from_change(&held);
+        let packed = Packed::from_encoded(crate::codec::encode_entry(&change.aor, &change.contact, &e));
+        prop_assert_eq!(decide(Some(&packed), &change), merge(Some(&e), &change).0);
+        prop_assert_eq!(decide(None, &change), merge(None, &change).0);
+        prop_assert_eq!(
+            crate::codec::encode_change(&change),
+            crate::codec::encode_entry(&change.aor, &change.contact, &Entry::from_change(&change))
+        );
+    }
+
     #[test]
     fn any_order_and_duplicates_give_the_same_table((changes, delivered) in changes_and_shuffle()) {
         prop_assert_eq!(fold(&changes), fold(&delivered));

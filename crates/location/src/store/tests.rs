@@ -1,6 +1,7 @@
 use super::*;
 use crate::clock::ManualClock;
 use crate::error::Corruption;
+use crate::model::Entry;
 use crate::testutil::binding;
 
 const NODE: NodeId = NodeId(7);
@@ -1076,7 +1077,8 @@ fn startup_with_a_million_bindings() {
                 hlc: Hlc::from_parts(T0.as_millis(), 0),
                 node: NODE,
             };
-            sink.entry(&aor, &contact, &Entry::Live(bd), &mut out);
+            let value = codec::encode_entry(&aor, &contact, &Entry::Live(bd));
+            sink.entry(&Packed::from_encoded(value), &mut out);
             if out.len() > 1 << 20 {
                 sink.flush(&mut out)?;
             }
