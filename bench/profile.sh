@@ -14,6 +14,7 @@ RATE=${RATE:-40000}
 SECONDS_=${SECONDS_:-10}
 AORS=${AORS:-50000}
 FREQ=${FREQ:-999}
+PERF=${PERF:-1}   # 0: only the CPU and switch counts, no profile
 SERVERS=${SERVERS:-"kamailio regmesh"}
 OUT=${OUT:-$(mktemp -d /tmp/regmesh-profile.XXXX)}
 BIN=${BIN:-$PWD/target/release/regmesh}
@@ -71,19 +72,23 @@ CFG
     --contact-port 5060 --quiet --timeout 30s --json "$OUT/$server-seed.json" >/dev/null 2>&1
   # First window: CPU and switches without perf (sampling adds its own
   # cost); second window: the profile.
-  nice -n 19 "$BIN" bench --target 127.0.0.1:$PORT --rate "$RATE" --aors "$AORS" --duration $((2 * SECONDS_ + 4))s \
+  nice -n 19 "$BIN" bench --target 127.0.0.1:$PORT --rate "$RATE" --aors "$AORS" --duration $(((PERF + 1) * SECONDS_ + 3))s \
     --contact-port 5060 --quiet --json "$OUT/$server-run.json" >/dev/null 2>&1 &
   GEN=$!
   sleep 2
   tasks "$PID" >"$OUT/$server-tasks0"
   sleep "$SECONDS_"
   tasks "$PID" >"$OUT/$server-tasks1"
-  perf record -F "$FREQ" -g -o "$OUT/$server.perf" -p "$(echo "$PID" $(pgrep -P "$PID" || true) | tr ' ' ,)" \
-    -- sleep "$SECONDS_" 2>>"$OUT/perf.log"
+  if [ "$PERF" = 1 ]; then
+    perf record -F "$FREQ" -g -o "$OUT/$server.perf" -p "$(echo "$PID" $(pgrep -P "$PID" || true) | tr ' ' ,)" \
+      -- sleep "$SECONDS_" 2>>"$OUT/perf.log"
+  fi
   wait "$GEN"
   kill "$PID"; wait "$PID" 2>/dev/null || true
-  perf script -i "$OUT/$server.perf" 2>/dev/null | inferno-collapse-perf >"$OUT/$server.folded"
-  inferno-flamegraph --title "$server, $RATE REGISTER/s paced, $SECONDS_ s" <"$OUT/$server.folded" >"$OUT/$server.svg"
+  if [ "$PERF" = 1 ]; then
+    perf script -i "$OUT/$server.perf" 2>/dev/null | inferno-collapse-perf >"$OUT/$server.folded"
+    inferno-flamegraph --title "$server, $RATE REGISTER/s paced, $SECONDS_ s" <"$OUT/$server.folded" >"$OUT/$server.svg"
+  fi
   python3 - "$OUT/$server-run.json" "$OUT/$server-tasks0" "$OUT/$server-tasks1" "$server" "$SECONDS_" "$(getconf CLK_TCK)" <<'PY'
 import json, sys
 run = json.load(open(sys.argv[1]))

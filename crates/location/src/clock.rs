@@ -163,7 +163,8 @@ impl Timestamp {
 
 /// Measures how long something took, on the monotonic clock. Lives here
 /// because this module is the one place allowed to read clocks; used for
-/// the commit (fsync) latency metric, never for expiry or ordering.
+/// the commit (fsync) latency metric and commit pacing, never for expiry or
+/// ordering.
 #[derive(Debug, Clone, Copy)]
 pub struct Stopwatch(std::time::Instant);
 
@@ -172,6 +173,11 @@ impl Stopwatch {
     #[allow(clippy::disallowed_methods)]
     pub fn start() -> Self {
         Self(std::time::Instant::now())
+    }
+
+    /// Time since [`Stopwatch::start`].
+    pub fn elapsed(&self) -> std::time::Duration {
+        self.0.elapsed()
     }
 
     /// Microseconds since [`Stopwatch::start`].

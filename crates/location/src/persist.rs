@@ -88,6 +88,9 @@ pub const SEGMENT_BYTES: u64 = 64 << 20;
 /// (default of [`StoreOptions::snapshot_min_log_bytes`]).
 pub const SNAPSHOT_MIN_LOG_BYTES: u64 = 64 << 20;
 
+/// Default of [`StoreOptions::commit_interval`]: none (see there).
+pub const COMMIT_INTERVAL: std::time::Duration = std::time::Duration::ZERO;
+
 /// Tuning of the log and snapshots. The defaults suit production; tests
 /// shrink them to exercise many segments and snapshots quickly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +100,14 @@ pub struct StoreOptions {
     /// A snapshot is started once the log written since the last one is
     /// larger than both this and the last snapshot.
     pub snapshot_min_log_bytes: u64,
+    /// Group commits start at most this often. A write arriving later than
+    /// this after the last commit started is written at once, so an idle or
+    /// lightly loaded node adds no latency; under load each fsync covers
+    /// the writes of a whole interval. Why: an fsync costs the writer tens
+    /// of microseconds of CPU whatever it carries (on a virtual disk, the
+    /// device kicks and interrupts; BENCHMARKS.md), so spacing them trades
+    /// up to this much added latency for less CPU per REGISTER.
+    pub commit_interval: std::time::Duration,
 }
 
 impl Default for StoreOptions {
@@ -104,6 +115,7 @@ impl Default for StoreOptions {
         Self {
             segment_bytes: SEGMENT_BYTES,
             snapshot_min_log_bytes: SNAPSHOT_MIN_LOG_BYTES,
+            commit_interval: COMMIT_INTERVAL,
         }
     }
 }
@@ -574,6 +586,8 @@ impl WriterState {
 fn run(mut state: WriterState, rx: mpsc::Receiver<Request>, shared: Arc<Shared>) {
     let _guard = FailOnUnwind(shared.clone());
     let mut writes: Vec<(Vec<PersistOp>, Option<Reply>)> = Vec::new();
+    let interval = state.options.commit_interval;
+    let mut last_start: Option<crate::clock::Stopwatch> = None;
     loop {
         // Block for the first request, then take everything queued behind it.
         let Ok(first) = rx.recv() else {
@@ -581,6 +595,18 @@ fn run(mut state: WriterState, rx: mpsc::Receiver<Request>, shared: Arc<Shared>)
             state.stop_checkpointer(&shared);
             return;
         };
+        // Pace commits (StoreOptions::commit_interval): a write that comes
+        // sooner than the interval after the last commit started waits for
+        // the rest of it, gathering whatever else arrives meanwhile.
+        if let (Request::Write { .. }, Some(t)) = (&first, last_start)
+            && let Some(rest) = interval.checked_sub(t.elapsed())
+            && !rest.is_zero()
+        {
+            std::thread::sleep(rest);
+        }
+        if !interval.is_zero() {
+            last_start = Some(crate::clock::Stopwatch::start());
+        }
         let mut close = None;
         let mut force = false;
         let mut next = Some(first);

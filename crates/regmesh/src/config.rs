@@ -50,10 +50,29 @@ pub(crate) struct RawConfig {
     pub(crate) registrar: RawRegistrar,
     /// `[auth]`
     pub(crate) auth: RawAuth,
+    /// `[store]`
+    pub(crate) store: RawStore,
     /// `[rpc]`
     pub(crate) rpc: RawRpc,
     /// `[log]`
     pub(crate) log: RawLog,
+}
+
+/// `[store]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawStore {
+    /// Group commits start at most this often, e.g. `"500us"`; `"0ms"`
+    /// commits as soon as the previous fsync is done.
+    pub(crate) commit_interval: String,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        Self {
+            commit_interval: format!("{}us", regmesh_location::store::COMMIT_INTERVAL.as_micros()),
+        }
+    }
 }
 
 /// `[node]`
@@ -252,6 +271,8 @@ pub(crate) struct Config {
     pub(crate) policy: regmesh_registrar::Policy,
     /// Auth.
     pub(crate) auth: regmesh_registrar::AuthConfig,
+    /// Location store tuning.
+    pub(crate) store: regmesh_location::store::StoreOptions,
     /// RPC HTTP listener.
     pub(crate) rpc_listen: Option<SocketAddr>,
     /// UNIX socket path (absolute or relative to the working directory).
@@ -420,6 +441,19 @@ impl RawConfig {
             algorithms,
         };
 
+        let commit_interval = parse_duration(&self.store.commit_interval)
+            .filter(|d| *d <= Duration::from_millis(100))
+            .ok_or_else(|| {
+                invalid(
+                    "store.commit_interval",
+                    "a duration from 0us to 100ms, such as \"500us\" (every REGISTER may wait this long)",
+                )
+            })?;
+        let store = regmesh_location::store::StoreOptions {
+            commit_interval,
+            ..Default::default()
+        };
+
         let rpc_listen = if self.rpc.listen.is_empty() {
             None
         } else {
@@ -470,6 +504,7 @@ impl RawConfig {
             tls: self.sip.tls.clone(),
             policy,
             auth,
+            store,
             rpc_listen,
             rpc_socket,
             rpc_token: self.rpc.token.clone(),
@@ -511,13 +546,14 @@ fn parse_listen(s: &str) -> Option<Listen> {
     })
 }
 
-/// `"300s"`, `"5m"`, `"1h"`, `"250ms"`.
+/// `"300s"`, `"5m"`, `"1h"`, `"250ms"`, `"500us"`.
 pub(crate) fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit())?;
     let (num, unit) = s.split_at(split);
     let n: u64 = num.parse().ok()?;
     match unit {
+        "us" => Some(Duration::from_micros(n)),
         "ms" => Some(Duration::from_millis(n)),
         "s" => Some(Duration::from_secs(n)),
         "m" => n.checked_mul(60).map(Duration::from_secs),

@@ -89,7 +89,8 @@ async fn serve(cfg: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
         let clock = clock.clone();
         let path = db_path.clone();
         let node = NodeId(cfg.node_id);
-        tokio::task::spawn_blocking(move || Location::open(&path, node, clock))
+        let options = cfg.store;
+        tokio::task::spawn_blocking(move || Location::open_with(&path, node, clock, options))
             .await
             .context("joining the database loader")?
             .with_context(|| {

@@ -1134,6 +1134,7 @@ fn disk_use_stays_bounded_under_sustained_refreshes() {
     let options = StoreOptions {
         segment_bytes: 64 << 10,
         snapshot_min_log_bytes: 128 << 10,
+        ..StoreOptions::default()
     };
     let loc = Location::open_with(&fx.path(), NODE, fx.clock.clone(), options).expect("open");
     const AORS: usize = 500;
@@ -1224,6 +1225,7 @@ fn a_crash_image_inside_a_recycled_segment_opens_to_the_acknowledged_table() {
     let options = StoreOptions {
         segment_bytes: 32 << 10,
         snapshot_min_log_bytes: 64 << 10,
+        ..StoreOptions::default()
     };
     let loc = Location::open_with(&fx.path(), NODE, fx.clock.clone(), options).expect("open");
     let mut round = 0u32;
@@ -1263,4 +1265,61 @@ fn a_crash_image_inside_a_recycled_segment_opens_to_the_acknowledged_table() {
     copy_dir(&fx.path(), &image);
     let crashed = Location::open(&image, NODE, fx.clock.clone()).expect("open crash image");
     assert_eq!(crashed.dump(), dump);
+}
+
+/// `commit_interval` spaces group commits: after a commit started, the next
+/// write waits for the rest of the interval (and shares its fsync with what
+/// arrives meanwhile), but a write after a quiet spell goes at once. Only
+/// lower bounds and a generous upper bound are asserted: this is about
+/// pacing, not speed.
+#[test]
+#[allow(clippy::disallowed_methods)] // Instant::now: this test measures wall time on purpose
+fn commit_interval_spaces_commits_and_batches_what_arrives_meanwhile() {
+    let fx = Fixture::new();
+    let interval = std::time::Duration::from_millis(1500);
+    let options = StoreOptions {
+        commit_interval: interval,
+        ..StoreOptions::default()
+    };
+    let loc = Location::open_with(&fx.path(), NODE, fx.clock.clone(), options).expect("open");
+    // First write after open: nothing to space from, written at once.
+    let start = std::time::Instant::now();
+    register(&loc, b("a@x", "sip:1", 60));
+    assert!(
+        start.elapsed() < interval,
+        "first commit waited {:?}",
+        start.elapsed()
+    );
+    // Right after it: three writes in a row, the first waits out the
+    // interval and the other two share its fsync.
+    let before = loc.commit_stats();
+    let start = std::time::Instant::now();
+    let commits: Vec<Commit> = ["b@x", "c@x", "d@x"]
+        .iter()
+        .map(|aor| {
+            let bd = b(aor, "sip:1", 60);
+            loc.update(aor, move |_| ((), vec![Op::Insert(bd)])).1
+        })
+        .collect();
+    for c in commits {
+        c.wait_blocking().expect("durable");
+    }
+    let waited = start.elapsed();
+    let after = loc.commit_stats();
+    assert!(waited >= interval / 2, "waited only {waited:?}");
+    assert_eq!(
+        after.transactions - before.transactions,
+        1,
+        "{before:?} -> {after:?}"
+    );
+    assert_eq!(after.requests - before.requests, 3);
+    // Past the interval since the last commit: at once again.
+    std::thread::sleep(interval);
+    let start = std::time::Instant::now();
+    register(&loc, b("e@x", "sip:1", 60));
+    assert!(
+        start.elapsed() < interval,
+        "commit after a quiet spell waited {:?}",
+        start.elapsed()
+    );
 }

@@ -25,13 +25,25 @@ fn empty_file_gives_embedded_defaults() {
     );
     assert!(!c.auth.enabled);
     assert_eq!(c.policy.default_expires, 3600);
+    assert_eq!(
+        c.store.commit_interval,
+        regmesh_location::store::COMMIT_INTERVAL
+    );
+}
+
+#[test]
+fn commit_interval_is_read() {
+    let c = RawConfig::from_toml("[store]\ncommit_interval = \"750us\"")
+        .and_then(RawConfig::validate)
+        .expect("valid");
+    assert_eq!(c.store.commit_interval, Duration::from_micros(750));
 }
 
 /// Every table rejects a key it does not know, and the message names it
 /// (hickory's `test_reject_unknown_fields`).
 #[test]
 fn unknown_keys_are_rejected_in_every_table() {
-    for table in ["node", "sip", "registrar", "auth", "rpc", "log"] {
+    for table in ["node", "sip", "registrar", "auth", "store", "rpc", "log"] {
         let text = format!("[{table}]\nno_such_key = 1\n");
         let e = err_text(&text);
         assert!(e.contains("no_such_key"), "[{table}]: {e}");
@@ -90,6 +102,11 @@ fn rules_name_their_key() {
         ("[auth]\nalgorithms = []", "auth.algorithms"),
         ("[auth]\nalgorithms = [\"SHA-512\"]", "auth.algorithms"),
         ("[auth]\nalgorithms = [\"MD5\", \"md5\"]", "auth.algorithms"),
+        ("[store]\ncommit_interval = \"1s\"", "store.commit_interval"),
+        (
+            "[store]\ncommit_interval = \"fast\"",
+            "store.commit_interval",
+        ),
     ];
     for (text, key) in cases {
         let e = err_text(text);
@@ -127,6 +144,7 @@ fn durations() {
     assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
     assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
     assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+    assert_eq!(parse_duration("500us"), Some(Duration::from_micros(500)));
     assert_eq!(parse_duration("5"), None);
     assert_eq!(parse_duration("s"), None);
     assert_eq!(parse_duration("5d"), None);
