@@ -152,3 +152,77 @@ secret = "bench-smoke-secret-0123456789abcdef"
     assert_eq!(status(&r, "200"), 0, "{r}");
     assert_eq!(r["errors"], 5, "{r}");
 }
+
+/// Run `regmesh bench-lag` with `args` and return its JSON report.
+fn bench_lag(args: &[&str]) -> Value {
+    let out = Command::new(regmesh_bin())
+        .arg("bench-lag")
+        .args(args)
+        .args(["--quiet", "--json", "-"])
+        .output()
+        .expect("run regmesh bench-lag");
+    assert!(
+        out.status.success(),
+        "regmesh bench-lag failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "bench-lag JSON: {e}\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// The replication-lag instrument finds each binding on the node it polls
+/// and reports, rather than hides, bindings a node never shows. regmesh
+/// does not replicate yet, so one node serves as both ends (the lag is then
+/// one query's round trip) and a second, unconnected node as a replica that
+/// never shows anything. (bench/replication.sh measures a Kamailio
+/// dmq_usrloc pair with it.)
+#[test]
+fn lag_instrument_finds_bindings_and_reports_the_missing() {
+    let a = Node::start("");
+    let b = Node::start("");
+    let a_udp = a.sip_udp().to_string();
+    let b_udp = b.sip_udp().to_string();
+
+    phase("primary = replica: every binding is listed by the first answers");
+    let r = bench_lag(&[
+        "--primary",
+        &a_udp,
+        "--replica",
+        &a_udp,
+        "--count",
+        "200",
+        "--rate",
+        "400",
+    ]);
+    assert_eq!(r["seen"], 200, "{r}");
+    assert_eq!(r["not_replicated"], 0, "{r}");
+    assert_eq!(r["primary_timeouts"], 0, "{r}");
+    assert!(r["queries"].as_u64() >= Some(200), "{r}");
+    assert!(r["lag_us"]["p50"].as_u64().is_some(), "{r}");
+    let stats = json::statistics(&a.rpc("stats.get_statistics", json!(["usrloc:"])));
+    assert_eq!(json::stat(&stats, "usrloc:location-contacts"), 200);
+
+    phase("a replica that never gets the bindings: all reported as not replicated");
+    let r = bench_lag(&[
+        "--primary",
+        &a_udp,
+        "--replica",
+        &b_udp,
+        "--count",
+        "20",
+        "--rate",
+        "400",
+        "--timeout",
+        "300ms",
+    ]);
+    assert_eq!(r["seen"], 0, "{r}");
+    assert_eq!(r["not_replicated"], 20, "{r}");
+    assert!(r["lag_us"]["p50"].is_null(), "{r}");
+    // It queried the replica and the replica answered (200, listing nothing).
+    assert!(r["queries"].as_u64() > Some(20), "{r}");
+    assert_eq!(r["replica_errors"], 0, "{r}");
+}

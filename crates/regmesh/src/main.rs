@@ -54,6 +54,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// A trivial UDP responder, to show the bench generator's own ceiling.
     BenchResponder(bench::ResponderArgs),
+    /// Replication lag: register on one node, time until another lists each binding.
+    BenchLag(bench::LagArgs),
 }
 
 const EX_USAGE: u8 = 64;
@@ -107,6 +109,7 @@ fn main() -> ExitCode {
         Command::Ctl(args) => ctl::run(args),
         Command::Bench(args) => report(bench::run(args)),
         Command::BenchResponder(args) => report(bench::run_responder(args)),
+        Command::BenchLag(args) => report(bench::run_lag(args)),
     }
 }
 

@@ -18,9 +18,11 @@
 mod generator;
 mod hist;
 mod io;
+mod lag;
 mod responder;
 
 pub(crate) use generator::{BenchArgs, run};
+pub(crate) use lag::{LagArgs, run as run_lag};
 pub(crate) use responder::{ResponderArgs, run as run_responder};
 
 /// The one clock of the generator (monotonic).
