@@ -759,6 +759,7 @@ pub(crate) fn write_snapshot(
         n,
         count: 0,
         bytes: HEADER_LEN,
+        unsynced: 0,
     };
     let result = (|| {
         sink.file.write_all(&header(FileKind::Snapshot, node, n))?;
@@ -787,7 +788,17 @@ pub(crate) struct SnapshotSink {
     n: u64,
     count: u64,
     bytes: u64,
+    /// Bytes written since the last `fdatasync` of the snapshot.
+    unsynced: u64,
 }
+
+/// A snapshot being written is made durable every this many bytes, not only
+/// at its end. Why: a device flush (the change log's fdatasync before each
+/// 200 OK) waits for every write already sent to the disk, so letting a
+/// 250 MB snapshot pile up in the page cache and flushing it at once would
+/// hold the commits behind it for as long as the disk takes to write it
+/// (hundreds of ms). In steps, a commit waits for at most one step.
+pub(crate) const SNAPSHOT_SYNC_BYTES: u64 = 4 << 20;
 
 impl SnapshotSink {
     /// Append one entry (its encoded value, as the table holds it).
@@ -809,7 +820,13 @@ impl SnapshotSink {
     pub(crate) fn flush(&mut self, out: &mut Vec<u8>) -> std::io::Result<()> {
         self.file.write_all(out)?;
         self.bytes += out.len() as u64;
+        self.unsynced += out.len() as u64;
         out.clear();
+        if self.unsynced >= SNAPSHOT_SYNC_BYTES {
+            self.file.flush()?;
+            self.file.get_ref().sync_data()?;
+            self.unsynced = 0;
+        }
         Ok(())
     }
 }
