@@ -57,6 +57,7 @@ command -v kamailio >/dev/null || {
 }
 cargo build --release -p regmesh >&2
 BIN=$PWD/target/release/regmesh
+. bench/lib.sh
 
 # Large UDP buffers (best effort; see the header).
 RMEM_DEFAULT0=$(sysctl -n net.core.rmem_default 2>/dev/null || echo)
@@ -117,24 +118,7 @@ stop_kamailio() { kill "$KPID" 2>/dev/null || true; wait "$KPID" 2>/dev/null || 
 
 start_regmesh() { # auth(0|1) [keep]
   [ "${2:-}" = keep ] || rm -rf "$OUT/rm-data"
-  cat >"$OUT/regmesh.toml" <<CFG
-[node]
-id = 1
-data_dir = "$OUT/rm-data"
-[sip]
-listen = ["udp:127.0.0.1:$RPORT"]
-[registrar]
-default_expires = 3600
-min_expires = 60
-max_expires = 86400
-[auth]
-enabled = $([ "$1" = 1 ] && echo true || echo false)
-secret = "bench-secret-0123456789abcdef"
-[rpc]
-listen = "$RPC"
-[log]
-level = "warn"
-CFG
+  regmesh_config "$OUT/regmesh.toml" "$OUT/rm-data" "$RPORT" "$1" "$RPC"
   rm -f "$OUT/ready.json"
   local t0; t0=$(date +%s.%N)
   "$BIN" serve --config "$OUT/regmesh.toml" --ready-file "$OUT/ready.json" >>"$OUT/regmesh.log" 2>&1 &

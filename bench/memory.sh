@@ -17,28 +17,10 @@ GEN=${GEN:-$(set -- $BINS; echo "$1")}
 
 pss_kib() { awk '/^Pss:/{print $2}' "/proc/$1/smaps_rollup"; }
 
+. "$(dirname "$0")/lib.sh"
 start() { # bin dir -> PID
-  local bin=$1 dir=$2
-  rm -f "$dir/ready.json"
-  cat >"$dir/regmesh.toml" <<CFG
-[node]
-id = 1
-data_dir = "$dir/data"
-[sip]
-listen = ["udp:127.0.0.1:$PORT"]
-[registrar]
-default_expires = 3600
-min_expires = 60
-max_expires = 86400
-[log]
-level = "warn"
-CFG
-  "$bin" serve --config "$dir/regmesh.toml" --ready-file "$dir/ready.json" >>"$dir/regmesh.log" 2>&1 &
-  PID=$!
-  for _ in $(seq 1 6000); do [ -f "$dir/ready.json" ] && return 0; sleep 0.01; done
-  echo "memory: $bin did not start" >&2
-  cat "$dir/regmesh.log" >&2
-  exit 1
+  regmesh_config "$2/regmesh.toml" "$2/data" "$PORT" 0 ""
+  regmesh_serve "$1" "$2/regmesh.toml" "$2"
 }
 
 stop() { kill "$PID"; wait "$PID" 2>/dev/null || true; }

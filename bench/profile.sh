@@ -20,6 +20,7 @@ OUT=${OUT:-$(mktemp -d /tmp/regmesh-profile.XXXX)}
 BIN=${BIN:-$PWD/target/release/regmesh}
 PORT=5091
 mkdir -p "$OUT"
+. bench/lib.sh
 command -v perf >/dev/null || { echo "profile: perf is missing (apt-get install linux-perf)" >&2; exit 1; }
 command -v inferno-flamegraph >/dev/null || cargo install inferno --locked >&2
 PATH=$HOME/.cargo/bin:$PATH
@@ -41,23 +42,8 @@ for server in $SERVERS; do
   case $server in
     regmesh)
       rm -rf "$OUT/rm-data"
-      cat >"$OUT/regmesh.toml" <<CFG
-[node]
-id = 1
-data_dir = "$OUT/rm-data"
-[sip]
-listen = ["udp:127.0.0.1:$PORT"]
-[registrar]
-default_expires = 3600
-min_expires = 60
-max_expires = 86400
-[log]
-level = "warn"
-CFG
-      rm -f "$OUT/ready.json"
-      "$BIN" serve --config "$OUT/regmesh.toml" --ready-file "$OUT/ready.json" >>"$OUT/regmesh.log" 2>&1 &
-      PID=$!
-      for _ in $(seq 1 1200); do [ -f "$OUT/ready.json" ] && break; sleep 0.01; done
+      regmesh_config "$OUT/regmesh.toml" "$OUT/rm-data" "$PORT" 0 ""
+      regmesh_serve "$BIN" "$OUT/regmesh.toml" "$OUT"
       ;;
     kamailio)
       kamailio -DD -E -f bench/kamailio-registrar.cfg -A "LISTEN=udp:127.0.0.1:$PORT" -A WORKERS=2 -m 4096 -M 64 \

@@ -20,29 +20,10 @@ PORT=${PORT:-5099}
 RPC=${RPC:-127.0.0.1:9099}
 PASSWORD=bench-password
 mkdir -p "$OUT"
-cat >"$OUT/regmesh.toml" <<CFG
-[node]
-id = 1
-data_dir = "$OUT/data"
-[sip]
-listen = ["udp:127.0.0.1:$PORT"]
-[registrar]
-default_expires = 3600
-min_expires = 60
-max_expires = 86400
-[auth]
-enabled = $([ "$AUTH" = 1 ] && echo true || echo false)
-secret = "bench-secret-0123456789abcdef"
-[rpc]
-listen = "$RPC"
-[log]
-level = "warn"
-CFG
-"$BIN" serve --config "$OUT/regmesh.toml" --ready-file "$OUT/ready.json" >>"$OUT/regmesh.log" 2>&1 &
-PID=$!
+. "$(dirname "$0")/lib.sh"
+regmesh_config "$OUT/regmesh.toml" "$OUT/data" "$PORT" "$AUTH" "$RPC"
+regmesh_serve "$BIN" "$OUT/regmesh.toml" "$OUT"
 trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true' EXIT
-for _ in $(seq 1 1200); do [ -f "$OUT/ready.json" ] && break; sleep 0.01; done
-[ -f "$OUT/ready.json" ] || { echo "quick: regmesh did not start" >&2; cat "$OUT/regmesh.log" >&2; exit 1; }
 auth_args=()
 if [ "$AUTH" = 1 ]; then
   python3 - "$AORS" "$RPC" "$PASSWORD" <<'PY'

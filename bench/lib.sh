@@ -1,0 +1,41 @@
+# Shared by the bench scripts (source it): regmesh's benchmark config and
+# start-up. The config is the production defaults except what a benchmark
+# must set: the data dir, one UDP listener, Kamailio-like expiry limits
+# (bench/kamailio-registrar.cfg), auth, and the RPC listener ("" = none).
+
+# regmesh_config FILE DATA_DIR PORT AUTH(0|1) RPC_LISTEN
+regmesh_config() {
+  cat >"$1" <<CFG
+[node]
+id = 1
+data_dir = "$2"
+[sip]
+listen = ["udp:127.0.0.1:$3"]
+[registrar]
+default_expires = 3600
+min_expires = 60
+max_expires = 86400
+[auth]
+enabled = $([ "$4" = 1 ] && echo true || echo false)
+secret = "bench-secret-0123456789abcdef"
+[rpc]
+listen = "$5"
+socket = ""
+[log]
+level = "warn"
+CFG
+}
+
+# regmesh_serve BIN CONFIG DIR: start `BIN serve` in the background, wait
+# until it is ready (DIR/ready.json), set PID; on failure print its log and
+# return 1.
+regmesh_serve() {
+  rm -f "$3/ready.json"
+  "$1" serve --config "$2" --ready-file "$3/ready.json" >>"$3/regmesh.log" 2>&1 &
+  PID=$!
+  local _
+  for _ in $(seq 1 6000); do [ -f "$3/ready.json" ] && return 0; sleep 0.01; done
+  echo "bench: $1 did not start" >&2
+  tail -20 "$3/regmesh.log" >&2
+  return 1
+}
