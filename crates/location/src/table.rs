@@ -406,8 +406,14 @@ impl TableBuilder {
                 dropped += (before - rec.as_slice().len()) as u64;
                 !rec.is_empty()
             });
-            for (key, rec) in &shard.aors {
-                shard.deadlines.insert((rec.deadline(), key.clone()));
+            // Built in one go: collecting sorts once and fills the tree's
+            // nodes in order, where a million single inserts each walk it.
+            shard.deadlines = shard
+                .aors
+                .iter()
+                .map(|(key, rec)| (rec.deadline(), key.clone()))
+                .collect();
+            for rec in shard.aors.values() {
                 let t = rec.tally();
                 total.live += t.live;
                 total.tombstones += t.tombstones;
