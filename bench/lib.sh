@@ -4,6 +4,8 @@
 # (bench/kamailio-registrar.cfg), auth, and the RPC listener ("" = none).
 
 # regmesh_config FILE DATA_DIR PORT AUTH(0|1) RPC_LISTEN
+# EXTRA_CONFIG (environment), when set, is appended as is, e.g.
+#   EXTRA_CONFIG=$'[store]\ncommit_interval = "500us"' bench/quick.sh
 regmesh_config() {
   cat >"$1" <<CFG
 [node]
@@ -24,6 +26,7 @@ socket = ""
 [log]
 level = "warn"
 CFG
+  if [ -n "${EXTRA_CONFIG:-}" ]; then printf '%s\n' "$EXTRA_CONFIG" >>"$1"; fi
 }
 
 # regmesh_serve BIN CONFIG DIR: start `BIN serve` in the background, wait
