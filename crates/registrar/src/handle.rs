@@ -21,7 +21,7 @@ use crate::error::RegisterError;
 use crate::redirect::{Disposition, route};
 use crate::register::{Checked, RegisterContext, check, error_response, register};
 use crate::stats::bump;
-use crate::{Action, LocalSocket, Registrar};
+use crate::{Action, Deferred, LocalSocket, Registrar};
 use regmesh_location::Timestamp;
 use regmesh_sip::{Message, Method, Request, Source};
 use tracing::debug;
@@ -122,11 +122,14 @@ impl Registrar {
             to_tag: tag,
             ruid_seed: rand::random(),
         };
-        let ((status, response, error, changed), commit) =
+        let ((status, response, head, error, changed), commit) =
             self.location.update(&checked.aor, |prior| {
                 let out = register(req, prior, &ctx);
                 let changed = !out.ops.is_empty();
-                ((out.status, out.response, out.error, changed), out.ops)
+                (
+                    (out.status, out.response, out.head, out.error, changed),
+                    out.ops,
+                )
             });
         debug!(status, changed, call_id = checked.call_id, "REGISTER");
         match &error {
@@ -144,8 +147,7 @@ impl Registrar {
         if !changed && commit.is_immediate() {
             Action::Reply(response)
         } else {
-            let fail = error_response(req, source, tag, &RegisterError::StoreUnavailable, &[]);
-            Action::ReplyAfterCommit(response, commit, fail)
+            Action::ReplyAfterCommit(Deferred::new(response, head), commit)
         }
     }
 

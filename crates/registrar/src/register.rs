@@ -79,6 +79,10 @@ pub struct Outcome {
     pub status: u16,
     /// The complete response, ready to send.
     pub response: Vec<u8>,
+    /// Where the header fields copied from the request (Via … CSeq) end in
+    /// `response`: enough to answer the same request with another status
+    /// later ([`crate::Deferred::failed`]).
+    pub head: usize,
     /// The ops to apply (empty for a query, a retransmission or an error).
     pub ops: Vec<Op>,
     /// Why the request failed, when it did.
@@ -89,18 +93,26 @@ pub struct Outcome {
 /// `ctx.now`. Returns the response and the ops to apply. No I/O.
 pub fn register(req: &Request<'_>, prior: &[Binding], ctx: &RegisterContext<'_>) -> Outcome {
     match plan(req, prior, ctx) {
-        Ok(plan) => Outcome {
-            status: 200,
-            response: ok_response(req, ctx, &plan),
-            ops: plan.ops,
-            error: None,
-        },
-        Err(e) => Outcome {
-            status: e.status(),
-            response: error_response(req, ctx.source, ctx.to_tag, &e, &[]),
-            ops: Vec::new(),
-            error: Some(e),
-        },
+        Ok(plan) => {
+            let (response, head) = ok_response(req, ctx, &plan);
+            Outcome {
+                status: 200,
+                response,
+                head,
+                ops: plan.ops,
+                error: None,
+            }
+        }
+        Err(e) => {
+            let (response, head) = error_reply(req, ctx.source, ctx.to_tag, &e, &[]);
+            Outcome {
+                status: e.status(),
+                response,
+                head,
+                ops: Vec::new(),
+                error: Some(e),
+            }
+        }
     }
 }
 
@@ -555,8 +567,10 @@ pub(crate) fn contact_value(b: &Binding, now: Timestamp, with_expires: bool) -> 
     v
 }
 
-fn ok_response(req: &Request<'_>, ctx: &RegisterContext<'_>, plan: &Plan) -> Vec<u8> {
+/// The 200 OK and where its copied header fields end.
+fn ok_response(req: &Request<'_>, ctx: &RegisterContext<'_>, plan: &Plan) -> (Vec<u8>, usize) {
     let mut rb = ResponseBuilder::new(req, Some(ctx.source), 200, "OK", ctx.to_tag);
+    let head = rb.written();
     for b in &plan.bindings {
         rb.header("Contact", &contact_value(b, ctx.now, true));
     }
@@ -571,7 +585,7 @@ fn ok_response(req: &Request<'_>, ctx: &RegisterContext<'_>, plan: &Plan) -> Vec
         rb.header("Require", "outbound");
     }
     rb.header("Date", &crate::date::rfc1123(ctx.now));
-    rb.finish(None, b"")
+    (rb.finish(None, b""), head)
 }
 
 /// A reply for a failed request: the copied headers, the headers the error
@@ -583,12 +597,41 @@ pub fn error_response(
     e: &RegisterError,
     extra: &[(&str, String)],
 ) -> Vec<u8> {
+    error_reply(req, source, to_tag, e, extra).0
+}
+
+/// [`error_response`] and where its copied header fields end.
+fn error_reply(
+    req: &Request<'_>,
+    source: Source,
+    to_tag: &str,
+    e: &RegisterError,
+    extra: &[(&str, String)],
+) -> (Vec<u8>, usize) {
     let mut rb = ResponseBuilder::new(req, Some(source), e.status(), e.reason(), to_tag);
+    let head = rb.written();
     for (name, value) in e.extra_headers() {
         rb.header(name, &value);
     }
     for (name, value) in extra {
         rb.header(name, value);
+    }
+    (rb.finish(None, b""), head)
+}
+
+/// The reply for `e` to the request that `reply` answers, built from the
+/// header fields `reply` copied from it (they end at `head`): byte for byte
+/// what [`error_response`] would give with the request at hand.
+pub(crate) fn error_from_reply(reply: &[u8], head: usize, e: &RegisterError) -> Vec<u8> {
+    // The status line is ours, so it ends at the first CRLF.
+    let copied_from = reply
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .map_or(head, |i| i + 2)
+        .min(head);
+    let mut rb = ResponseBuilder::from_copied(e.status(), e.reason(), &reply[copied_from..head]);
+    for (name, value) in e.extra_headers() {
+        rb.header(name, &value);
     }
     rb.finish(None, b"")
 }

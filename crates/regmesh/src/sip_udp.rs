@@ -21,7 +21,7 @@
 use crate::serve::SipShared;
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
 use regmesh_location::{Commit, StoreError};
-use regmesh_registrar::{Action, LocalSocket};
+use regmesh_registrar::{Action, Deferred, LocalSocket};
 use regmesh_sip::{Source, Transport};
 use rustix::net::{MMsgHdr, SendAncillaryBuffer, SendFlags, SocketAddrAny, sendmmsg, sendto};
 use std::io::{IoSlice, IoSliceMut};
@@ -135,27 +135,20 @@ struct Endpoint {
 }
 
 impl Endpoint {
-    /// Send `ok` to `peer` once `commit` is durable, or `failed` if it fails.
-    /// Usually runs the send on the store's writer thread; at once here when
-    /// the commit is already resolved.
-    fn after_commit(
-        self: &Arc<Self>,
-        commit: Commit,
-        ok: Vec<u8>,
-        failed: Vec<u8>,
-        peer: SocketAddr,
-    ) {
+    /// Send `reply` to `peer` once `commit` is durable, or its 503 if it
+    /// fails. Usually runs the send on the store's writer thread; at once
+    /// here when the commit is already resolved.
+    fn after_commit(self: &Arc<Self>, commit: Commit, reply: Deferred, peer: SocketAddr) {
         self.pending.fetch_add(1, Ordering::Relaxed);
         let this = self.clone();
         commit.on_durable(move |r: Result<(), StoreError>| {
-            let bytes = match r {
-                Ok(()) => ok,
+            match r {
+                Ok(()) => this.send(reply.reply(), peer),
                 Err(e) => {
                     error!(error = %e, "commit failed; answering 503");
-                    failed
+                    this.send(&reply.failed(), peer);
                 }
-            };
-            this.send(&bytes, peer);
+            }
             this.pending.fetch_sub(1, Ordering::Release);
         });
     }
@@ -265,8 +258,8 @@ impl ReceiveLoop {
             };
             match self.shared.registrar.handle(data, source, self.local) {
                 Action::Reply(bytes) => self.replies.push((bytes, SocketAddrAny::from(peer))),
-                Action::ReplyAfterCommit(ok, commit, failed) => {
-                    self.endpoint.after_commit(commit, ok, failed, peer);
+                Action::ReplyAfterCommit(reply, commit) => {
+                    self.endpoint.after_commit(commit, reply, peer);
                 }
                 Action::Drop => {}
             }
