@@ -19,7 +19,7 @@
 use crate::auth::{Authenticator, authenticate, challenges, realm_for};
 use crate::error::RegisterError;
 use crate::redirect::{Disposition, route};
-use crate::register::{Checked, RegisterContext, check, error_response, register};
+use crate::register::{Checked, RegisterContext, check, error_response, register_checked};
 use crate::stats::bump;
 use crate::{Action, Deferred, LocalSocket, Registrar};
 use regmesh_location::Timestamp;
@@ -124,7 +124,7 @@ impl Registrar {
         };
         let ((status, response, head, error, changed), commit) =
             self.location.update(&checked.aor, |prior| {
-                let out = register(req, prior, &ctx);
+                let out = register_checked(req, &checked, prior, &ctx);
                 let changed = !out.ops.is_empty();
                 (
                     (out.status, out.response, out.head, out.error, changed),

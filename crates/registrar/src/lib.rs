@@ -35,7 +35,7 @@ pub use auth::ha1;
 pub use date::rfc1123;
 pub use error::RegisterError;
 pub use handle::to_tag;
-pub use register::{Outcome, RegisterContext, register};
+pub use register::{Outcome, RegisterContext, register, register_checked};
 pub use stats::Stats;
 
 use regmesh_location::{Commit, Location, NodeId};
