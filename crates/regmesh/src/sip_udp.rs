@@ -69,15 +69,15 @@ pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     Ok(sock.into())
 }
 
-/// Start one receive thread per core on `sock`, and a task in the shared
-/// tracker that, on shutdown, waits for the threads to stop and for every
-/// answer promised to a pending commit to be sent.
+/// Start [`receive_threads`] receive threads on `sock`, and a task in the
+/// shared tracker that, on shutdown, waits for the threads to stop and for
+/// every answer promised to a pending commit to be sent.
 pub(crate) fn spawn(
     sock: UdpSocket,
     local: LocalSocket,
     shared: Arc<SipShared>,
 ) -> std::io::Result<()> {
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let workers = receive_threads(std::thread::available_parallelism().map_or(2, |n| n.get()));
     let endpoint = Arc::new(Endpoint {
         sock: sock.try_clone()?,
         pending: AtomicUsize::new(0),
@@ -97,6 +97,20 @@ pub(crate) fn spawn(
         .tracker
         .spawn(drain(threads, endpoint, shared.cancel.clone()));
     Ok(())
+}
+
+/// How many threads receive on one socket with `cores` cores: one per two
+/// cores, at least one.
+///
+/// The receive threads share the cores with the store's writer thread (and
+/// on a loopback bench with the clients). Two threads on one socket each
+/// took about half of what arrived, so each woke, took ~2 datagrams per
+/// `recvmmsg` and slept again, and a context switch per ~2 REGISTERs was
+/// the largest item of the profile. On 2 cores one thread took 7-17% less
+/// CPU per REGISTER, at a higher rate (`bench/quick.sh`, closed loop).
+/// More cores were not measured; one per two keeps room for the writer.
+fn receive_threads(cores: usize) -> usize {
+    (cores / 2).max(1)
 }
 
 /// Shutdown for one UDP socket: returns once its receive threads have
@@ -586,6 +600,14 @@ mod tests {
             .await
             .expect("join")
             .expect("close");
+    }
+
+    #[test]
+    fn one_receive_thread_per_two_cores() {
+        assert_eq!(receive_threads(1), 1);
+        assert_eq!(receive_threads(2), 1);
+        assert_eq!(receive_threads(3), 1);
+        assert_eq!(receive_threads(8), 4);
     }
 
     #[tokio::test]
