@@ -145,21 +145,23 @@ pub struct Checked<'r> {
     pub call_id: &'r str,
     /// CSeq number.
     pub cseq: u32,
+    /// The From tag, if any.
+    pub from_tag: Option<&'r str>,
 }
 
 /// The checks made before anything else, shared with the glue (which needs
 /// the AoR before authenticating): the UAS checks of RFC 3261 §8.2 (through
-/// [`Request::validate`]), SIP schemes for the Request-URI and To (§10.3
+/// [`Request::validated`]), SIP schemes for the Request-URI and To (§10.3
 /// steps 1 and 5), and `Require` (§10.3 step 2).
 pub fn check<'r>(req: &'r Request<'_>) -> Result<Checked<'r>, RegisterError> {
-    req.validate()?;
-    let ruri = req.request_uri()?;
-    if !ruri.is_sip() {
+    // One parse of each field: validation keeps what it parsed.
+    let v = req.validated()?;
+    if !v.request_uri.is_sip() {
         return Err(RegisterError::UnsupportedScheme {
             what: "Request-URI",
         });
     }
-    let to = req.to()?;
+    let to = v.to;
     if !to.uri.is_sip() {
         return Err(RegisterError::UnsupportedScheme { what: "To" });
     }
@@ -177,8 +179,9 @@ pub fn check<'r>(req: &'r Request<'_>) -> Result<Checked<'r>, RegisterError> {
     }
     Ok(Checked {
         aor: to.uri.aor(),
-        call_id: req.call_id()?,
-        cseq: req.cseq()?.seq,
+        call_id: v.call_id,
+        cseq: v.cseq.seq,
+        from_tag: v.from.tag(),
         to,
     })
 }
