@@ -6,7 +6,7 @@
 //! These are request errors: they only produce replies. A storage failure
 //! that breaks the durability promise is not one of them; the store reports
 //! it through `Location::healthy` and the commit, and the transport answers
-//! the prepared 503 ([`crate::Action::ReplyAfterCommit`]).
+//! the 503 of [`crate::Deferred::failed`].
 
 use regmesh_sip::ParseError;
 

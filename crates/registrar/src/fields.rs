@@ -113,20 +113,33 @@ fn push_host_port(out: &mut String, addr: SocketAddr) {
 /// Written into one buffer: it is built for every REGISTER.
 pub fn received(source: Source) -> String {
     let mut out = String::with_capacity(64);
+    write_received(&mut out, source);
+    out
+}
+
+/// [`received`] into `out` (cleared first; its buffer is reused: a refresh
+/// rewrites the stored value).
+pub fn write_received(out: &mut String, source: Source) {
+    out.clear();
     out.push_str("sip:");
-    push_host_port(&mut out, source.addr);
+    push_host_port(out, source.addr);
     out.push_str(";transport=");
     out.push_str(transport_name(source.transport));
-    out
 }
 
 /// The local socket as Kamailio writes it: `<proto>:<ip>:<port>`.
 pub fn socket(local: LocalSocket) -> String {
     let mut out = String::with_capacity(56);
+    write_socket(&mut out, local);
+    out
+}
+
+/// [`socket`] into `out` (cleared first, buffer reused).
+pub fn write_socket(out: &mut String, local: LocalSocket) {
+    out.clear();
     out.push_str(transport_name(local.transport));
     out.push(':');
-    push_host_port(&mut out, local.addr);
-    out
+    push_host_port(out, local.addr);
 }
 
 /// Parameters that must agree whenever either URI has them (RFC 3261 §19.1.4).

@@ -19,9 +19,9 @@
 use crate::auth::{Authenticator, authenticate, challenges, realm_for};
 use crate::error::RegisterError;
 use crate::redirect::{Disposition, route};
-use crate::register::{Checked, RegisterContext, check, error_response, register};
+use crate::register::{Checked, RegisterContext, check, error_response, register_checked};
 use crate::stats::bump;
-use crate::{Action, LocalSocket, Registrar};
+use crate::{Action, Deferred, LocalSocket, Registrar};
 use regmesh_location::Timestamp;
 use regmesh_sip::{Message, Method, Request, Source};
 use tracing::debug;
@@ -43,12 +43,11 @@ impl Registrar {
             bump(&self.stats.dropped);
             return Action::Drop;
         }
-        let tag = to_tag(&req);
         let now = self.location.clock().now();
         if req.method == Method::Register {
-            self.handle_register(&req, source, local, &tag, now)
+            self.handle_register(&req, source, local, now)
         } else {
-            self.handle_other(&req, source, &tag, now)
+            self.handle_other(&req, source, &to_tag(&req), now)
         }
     }
 
@@ -84,13 +83,14 @@ impl Registrar {
         req: &Request<'_>,
         source: Source,
         local: LocalSocket,
-        tag: &str,
         now: Timestamp,
     ) -> Action {
         let checked = match check(req) {
             Ok(c) => c,
-            Err(e) => return self.refuse(req, source, tag, &e, &[]),
+            Err(e) => return self.refuse(req, source, &to_tag(req), &e, &[]),
         };
+        // The same tag as `to_tag` gives, from the fields `check` parsed.
+        let tag = &tag_of(checked.call_id, checked.from_tag.unwrap_or(""));
         if self.auth.enabled
             && let Err(e) = self.authenticate(req, &checked, now)
             && !(e == RegisterError::NonceReplay && self.already_applied(&checked))
@@ -122,11 +122,14 @@ impl Registrar {
             to_tag: tag,
             ruid_seed: rand::random(),
         };
-        let ((status, response, error, changed), commit) =
+        let ((status, response, head, error, changed), commit) =
             self.location.update(&checked.aor, |prior| {
-                let out = register(req, prior, &ctx);
+                let out = register_checked(req, &checked, prior, &ctx);
                 let changed = !out.ops.is_empty();
-                ((out.status, out.response, out.error, changed), out.ops)
+                (
+                    (out.status, out.response, out.head, out.error, changed),
+                    out.ops,
+                )
             });
         debug!(status, changed, call_id = checked.call_id, "REGISTER");
         match &error {
@@ -144,8 +147,7 @@ impl Registrar {
         if !changed && commit.is_immediate() {
             Action::Reply(response)
         } else {
-            let fail = error_response(req, source, tag, &RegisterError::StoreUnavailable, &[]);
-            Action::ReplyAfterCommit(response, commit, fail)
+            Action::ReplyAfterCommit(Deferred::new(response, head), commit)
         }
     }
 
@@ -263,6 +265,11 @@ fn counts_as_auth_failure(e: &RegisterError) -> bool {
 pub fn to_tag(req: &Request<'_>) -> String {
     let call_id = req.headers.get("Call-ID").unwrap_or("");
     let from_tag = req.from().ok().and_then(|f| f.tag()).unwrap_or("");
+    tag_of(call_id, from_tag)
+}
+
+/// [`to_tag`] from the Call-ID and From tag.
+fn tag_of(call_id: &str, from_tag: &str) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in call_id.bytes().chain([0u8]).chain(from_tag.bytes()) {
         h ^= u64::from(b);

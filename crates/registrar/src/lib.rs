@@ -35,7 +35,7 @@ pub use auth::ha1;
 pub use date::rfc1123;
 pub use error::RegisterError;
 pub use handle::to_tag;
-pub use register::{Outcome, RegisterContext, register};
+pub use register::{Outcome, RegisterContext, register, register_checked};
 pub use stats::Stats;
 
 use regmesh_location::{Commit, Location, NodeId};
@@ -107,11 +107,48 @@ pub struct LocalSocket {
 pub enum Action {
     /// Send these bytes back now.
     Reply(Vec<u8>),
-    /// Send these bytes back once the commit is durable; if the commit fails
-    /// (or was refused at once), send the third element (a 503) instead.
-    ReplyAfterCommit(Vec<u8>, Commit, Vec<u8>),
+    /// Send [`Deferred::into_reply`] once the commit is durable; if the
+    /// commit fails (or was refused at once), send [`Deferred::failed`].
+    ReplyAfterCommit(Deferred, Commit),
     /// Send nothing (ACK, responses, unanswerable garbage).
     Drop,
+}
+
+/// A reply that waits for a commit, and what it takes to answer otherwise
+/// if the commit fails.
+///
+/// The 503 for a failed commit is built only when a commit fails, from the
+/// header fields the reply already copied from the request (the request is
+/// long gone by then): building it up front cost a second response, with
+/// its Via parsed again, for every REGISTER, to be thrown away nearly always.
+#[derive(Debug)]
+pub struct Deferred {
+    reply: Vec<u8>,
+    /// Where the header fields copied from the request end in `reply`.
+    head: usize,
+}
+
+impl Deferred {
+    pub(crate) fn new(reply: Vec<u8>, head: usize) -> Self {
+        Self { reply, head }
+    }
+
+    /// The reply to send once the commit is durable.
+    pub fn reply(&self) -> &[u8] {
+        &self.reply
+    }
+
+    /// The reply to send once the commit is durable, by value.
+    pub fn into_reply(self) -> Vec<u8> {
+        self.reply
+    }
+
+    /// The reply to send when the commit failed: 503 with `Retry-After`
+    /// (RFC 3261 §21.5.4), with the same Via, From, To (and To-tag),
+    /// Call-ID and CSeq as [`Deferred::reply`] (§8.2.6.2).
+    pub fn failed(&self) -> Vec<u8> {
+        register::error_from_reply(&self.reply, self.head, &RegisterError::StoreUnavailable)
+    }
 }
 
 /// Everything the registrar needs, shared by all transports.

@@ -44,10 +44,11 @@
 //! enough room).
 
 use crate::error::RegisterError;
-use crate::fields::{format_q, methods_mask, received, same_contact, socket};
+use crate::fields::{format_q, methods_mask, same_contact, write_received, write_socket};
 use crate::{LocalSocket, NodeInfo, OverflowPolicy, Policy};
 use regmesh_location::{Binding, Hlc, Op, Timestamp, Version};
 use regmesh_sip::{Contacts, NameAddr, Request, ResponseBuilder, Source, unquote};
+use std::borrow::Cow;
 
 /// Option tags this registrar implements (RFC 3261 §10.3 step 2).
 pub const SUPPORTED_EXTENSIONS: [&str; 2] = ["path", "outbound"];
@@ -79,6 +80,10 @@ pub struct Outcome {
     pub status: u16,
     /// The complete response, ready to send.
     pub response: Vec<u8>,
+    /// Where the header fields copied from the request (Via … CSeq) end in
+    /// `response`: enough to answer the same request with another status
+    /// later ([`crate::Deferred::failed`]).
+    pub head: usize,
     /// The ops to apply (empty for a query, a retransmission or an error).
     pub ops: Vec<Op>,
     /// Why the request failed, when it did.
@@ -88,19 +93,44 @@ pub struct Outcome {
 /// The pure core: REGISTER `req` against the AoR's `prior` bindings at
 /// `ctx.now`. Returns the response and the ops to apply. No I/O.
 pub fn register(req: &Request<'_>, prior: &[Binding], ctx: &RegisterContext<'_>) -> Outcome {
-    match plan(req, prior, ctx) {
-        Ok(plan) => Outcome {
-            status: 200,
-            response: ok_response(req, ctx, &plan),
-            ops: plan.ops,
-            error: None,
-        },
-        Err(e) => Outcome {
-            status: e.status(),
-            response: error_response(req, ctx.source, ctx.to_tag, &e, &[]),
-            ops: Vec::new(),
-            error: Some(e),
-        },
+    match check(req) {
+        Ok(checked) => register_checked(req, &checked, prior, ctx),
+        Err(e) => refused(req, ctx, e),
+    }
+}
+
+/// [`register`] for a request that already passed [`check`] (the glue
+/// checks before it authenticates, and each check parses Via, To and From
+/// again).
+pub fn register_checked(
+    req: &Request<'_>,
+    checked: &Checked<'_>,
+    prior: &[Binding],
+    ctx: &RegisterContext<'_>,
+) -> Outcome {
+    let plan = match plan(req, checked, prior, ctx) {
+        Ok(plan) => plan,
+        Err(e) => return refused(req, ctx, e),
+    };
+    // The response lists the bindings before they move into the ops.
+    let (response, head) = ok_response(req, ctx, &plan);
+    Outcome {
+        status: 200,
+        response,
+        head,
+        ops: diff(prior, ctx.now, plan.work, &checked.aor),
+        error: None,
+    }
+}
+
+fn refused(req: &Request<'_>, ctx: &RegisterContext<'_>, e: RegisterError) -> Outcome {
+    let (response, head) = error_reply(req, ctx.source, ctx.to_tag, &e, &[]);
+    Outcome {
+        status: e.status(),
+        response,
+        head,
+        ops: Vec::new(),
+        error: Some(e),
     }
 }
 
@@ -115,21 +145,23 @@ pub struct Checked<'r> {
     pub call_id: &'r str,
     /// CSeq number.
     pub cseq: u32,
+    /// The From tag, if any.
+    pub from_tag: Option<&'r str>,
 }
 
 /// The checks made before anything else, shared with the glue (which needs
 /// the AoR before authenticating): the UAS checks of RFC 3261 §8.2 (through
-/// [`Request::validate`]), SIP schemes for the Request-URI and To (§10.3
+/// [`Request::validated`]), SIP schemes for the Request-URI and To (§10.3
 /// steps 1 and 5), and `Require` (§10.3 step 2).
 pub fn check<'r>(req: &'r Request<'_>) -> Result<Checked<'r>, RegisterError> {
-    req.validate()?;
-    let ruri = req.request_uri()?;
-    if !ruri.is_sip() {
+    // One parse of each field: validation keeps what it parsed.
+    let v = req.validated()?;
+    if !v.request_uri.is_sip() {
         return Err(RegisterError::UnsupportedScheme {
             what: "Request-URI",
         });
     }
-    let to = req.to()?;
+    let to = v.to;
     if !to.uri.is_sip() {
         return Err(RegisterError::UnsupportedScheme { what: "To" });
     }
@@ -147,8 +179,9 @@ pub fn check<'r>(req: &'r Request<'_>) -> Result<Checked<'r>, RegisterError> {
     }
     Ok(Checked {
         aor: to.uri.aor(),
-        call_id: req.call_id()?,
-        cseq: req.cseq()?.seq,
+        call_id: v.call_id,
+        cseq: v.cseq.seq,
+        from_tag: v.from.tag(),
         to,
     })
 }
@@ -169,19 +202,21 @@ fn supports(req: &Request<'_>, tag: &str) -> bool {
     option_tags(req, "Supported").any(|t| t.eq_ignore_ascii_case(tag))
 }
 
-/// The result of applying a REGISTER: the AoR's bindings afterwards, and
-/// the ops that get the store there.
+/// The result of applying a REGISTER: the AoR's bindings afterwards, from
+/// which [`diff`] takes the ops that get the store there.
 #[derive(Debug)]
-struct Plan {
-    bindings: Vec<Binding>,
-    ops: Vec<Op>,
-    path: Vec<String>,
+struct Plan<'p, 'r> {
+    work: Vec<Slot<'p>>,
+    path: Vec<&'r str>,
     outbound: bool,
 }
 
-/// A binding in the working set, and whether this request wrote it.
-struct Slot {
-    binding: Binding,
+/// A binding in the working set, and whether this request wrote it. A
+/// binding the request leaves alone stays borrowed from the store's copy;
+/// one it writes is copied once, and that copy moves into its op.
+#[derive(Debug)]
+struct Slot<'p> {
+    binding: Cow<'p, Binding>,
     written: bool,
 }
 
@@ -190,7 +225,7 @@ struct Wanted<'r> {
     uri: &'r str,
     expires: u32,
     q: Option<u16>,
-    instance: Option<String>,
+    instance: Option<&'r str>,
     reg_id: Option<u32>,
     methods: Option<u32>,
 }
@@ -200,26 +235,24 @@ struct Common<'r> {
     aor: &'r str,
     call_id: &'r str,
     cseq: u32,
-    user_agent: Option<String>,
-    received: String,
-    socket: String,
-    path: Vec<String>,
+    user_agent: Option<&'r str>,
+    path: &'r [&'r str],
 }
 
-fn plan(
-    req: &Request<'_>,
-    prior: &[Binding],
+fn plan<'p, 'r>(
+    req: &'r Request<'_>,
+    checked: &'r Checked<'_>,
+    prior: &'p [Binding],
     ctx: &RegisterContext<'_>,
-) -> Result<Plan, RegisterError> {
-    let checked = check(req)?;
+) -> Result<Plan<'p, 'r>, RegisterError> {
     let contacts = req.contacts()?;
-    let path: Vec<String> = req.path()?.into_iter().map(str::to_owned).collect();
+    let path = req.path()?;
     let now = ctx.now;
-    let live: Vec<&Binding> = prior.iter().filter(|b| b.expires > now).collect();
-    let mut work: Vec<Slot> = live
+    let mut work: Vec<Slot<'p>> = prior
         .iter()
+        .filter(|b| b.expires > now)
         .map(|b| Slot {
-            binding: (*b).clone(),
+            binding: Cow::Borrowed(b),
             written: false,
         })
         .collect();
@@ -227,10 +260,8 @@ fn plan(
         aor: &checked.aor,
         call_id: checked.call_id,
         cseq: checked.cseq,
-        user_agent: req.user_agent().map(str::to_owned),
-        received: received(ctx.source),
-        socket: socket(ctx.local),
-        path: path.clone(),
+        user_agent: req.user_agent(),
+        path: &path,
     };
     // RFC 4475 §3.1.2.4: a malformed expiry may be treated as absent.
     let header_expires = req.expires().ok().flatten();
@@ -275,12 +306,11 @@ fn plan(
         }
     }
 
-    let ops = diff(&live, &work, &checked.aor);
+    let outbound = outbound && supports(req, "outbound");
     Ok(Plan {
-        bindings: work.into_iter().map(|s| s.binding).collect(),
-        ops,
+        work,
         path,
-        outbound: outbound && supports(req, "outbound"),
+        outbound,
     })
 }
 
@@ -311,7 +341,7 @@ fn wanted<'r>(
     let instance = c
         .param("+sip.instance")
         .flatten()
-        .map(|v| unquote(v).to_owned())
+        .map(unquote)
         .filter(|v| !v.is_empty());
     let reg_id = match (instance.is_some(), c.param("reg-id")) {
         (true, Some(v)) => Some(parse_reg_id(v).ok_or(RegisterError::InvalidRegId)?),
@@ -344,7 +374,7 @@ fn parse_reg_id(v: Option<&str>) -> Option<u32> {
 
 /// The RFC 3261 §10.3 step 7 Call-ID/CSeq rule for one stored binding that
 /// the request is about to change. `Ok(true)`: a retransmission, leave it.
-fn ordered(slot: &Slot, common: &Common<'_>) -> Result<bool, RegisterError> {
+fn ordered(slot: &Slot<'_>, common: &Common<'_>) -> Result<bool, RegisterError> {
     let b = &slot.binding;
     if slot.written || b.call_id != common.call_id {
         return Ok(false);
@@ -361,13 +391,13 @@ fn ordered(slot: &Slot, common: &Common<'_>) -> Result<bool, RegisterError> {
 
 /// Apply one contact to the working set. `Ok(true)` when it added a binding.
 fn apply(
-    work: &mut Vec<Slot>,
+    work: &mut Vec<Slot<'_>>,
     w: &Wanted<'_>,
     common: &Common<'_>,
     ctx: &RegisterContext<'_>,
     inserted: u64,
 ) -> Result<bool, RegisterError> {
-    let find = |work: &[Slot]| {
+    let find = |work: &[Slot<'_>]| {
         work.iter()
             .position(|s| same_contact(&s.binding.contact, w.uri))
     };
@@ -386,8 +416,8 @@ fn apply(
     // RFC 5626 §6: the same instance and reg-id is the same flow, so a
     // binding of that flow under another contact URI is replaced.
     if let (Some(instance), Some(reg_id)) = (&w.instance, w.reg_id) {
-        let same_flow = |s: &Slot| {
-            s.binding.instance.as_ref() == Some(instance)
+        let same_flow = |s: &Slot<'_>| {
+            s.binding.instance.as_deref() == Some(instance)
                 && s.binding.reg_id == Some(reg_id)
                 && !same_contact(&s.binding.contact, w.uri)
         };
@@ -404,7 +434,7 @@ fn apply(
     }
     if let Some(i) = find(work) {
         let slot = &mut work[i];
-        fill(&mut slot.binding, w, common, ctx);
+        fill(slot.binding.to_mut(), w, common, ctx);
         slot.written = true;
         return Ok(false);
     }
@@ -434,7 +464,7 @@ fn apply(
     };
     fill(&mut binding, w, common, ctx);
     work.push(Slot {
-        binding,
+        binding: Cow::Owned(binding),
         written: true,
     });
     Ok(true)
@@ -442,21 +472,38 @@ fn apply(
 
 /// Set the fields a REGISTER (re)writes. `ruid`, `flags` and `cflags`
 /// survive a refresh; everything else reflects the latest REGISTER, and the
-/// home node becomes the node it arrived on.
+/// home node becomes the node it arrived on. Strings are rewritten in place,
+/// so a refresh reuses the buffers of the copy it writes.
 fn fill(b: &mut Binding, w: &Wanted<'_>, common: &Common<'_>, ctx: &RegisterContext<'_>) {
     b.expires = ctx.now.saturating_add_secs(u64::from(w.expires));
     b.q = w.q;
-    b.call_id = common.call_id.to_owned();
+    set(&mut b.call_id, common.call_id);
     b.cseq = common.cseq;
-    b.user_agent.clone_from(&common.user_agent);
-    b.received = Some(common.received.clone());
-    b.socket = Some(common.socket.clone());
-    b.path.clone_from(&common.path);
-    b.instance.clone_from(&w.instance);
+    set_opt(&mut b.user_agent, common.user_agent);
+    write_received(b.received.get_or_insert_default(), ctx.source);
+    write_socket(b.socket.get_or_insert_default(), ctx.local);
+    if b.path.len() != common.path.len() || b.path.iter().zip(common.path).any(|(x, y)| x != y) {
+        b.path = common.path.iter().map(|p| (*p).to_owned()).collect();
+    }
+    set_opt(&mut b.instance, w.instance);
     b.reg_id = w.reg_id;
     b.methods = w.methods;
     b.last_modified = ctx.now;
     b.origin = ctx.node.id;
+}
+
+/// `*s = v`, reusing the buffer of `s`.
+fn set(s: &mut String, v: &str) {
+    s.clear();
+    s.push_str(v);
+}
+
+/// `*s = v.map(str::to_owned)`, reusing the buffer of `s`.
+fn set_opt(s: &mut Option<String>, v: Option<&str>) {
+    match v {
+        Some(v) => set(s.get_or_insert_default(), v),
+        None => *s = None,
+    }
 }
 
 /// A record id unique across the cluster: the node id plus 64 bits mixed
@@ -478,7 +525,7 @@ fn splitmix64(x: u64) -> u64 {
 }
 
 /// `max_contacts` (0 = no limit), checked after the request's changes.
-fn enforce_max_contacts(work: &mut Vec<Slot>, policy: &Policy) -> Result<(), RegisterError> {
+fn enforce_max_contacts(work: &mut Vec<Slot<'_>>, policy: &Policy) -> Result<(), RegisterError> {
     let max = policy.max_contacts;
     let limit = usize::try_from(max).unwrap_or(usize::MAX);
     if max == 0 || work.len() <= limit {
@@ -503,11 +550,13 @@ fn enforce_max_contacts(work: &mut Vec<Slot>, policy: &Policy) -> Result<(), Reg
     }
 }
 
-/// The ops from the live bindings before to the working set after: one op
-/// per changed key (`aor`, `contact`), which is what the store expects.
-fn diff(before: &[&Binding], after: &[Slot], aor: &str) -> Vec<Op> {
+/// The ops from the bindings of `prior` live at `now` to the working set
+/// after: one op per changed key (`aor`, `contact`), which is what the
+/// store expects. The bindings the request wrote move into their ops.
+fn diff(prior: &[Binding], now: Timestamp, after: Vec<Slot<'_>>, aor: &str) -> Vec<Op> {
+    let before = || prior.iter().filter(|b| b.expires > now);
     let mut ops = Vec::new();
-    for b in before {
+    for b in before() {
         if !after.iter().any(|s| s.binding.contact == b.contact) {
             ops.push(Op::Remove {
                 aor: aor.to_owned(),
@@ -515,11 +564,12 @@ fn diff(before: &[&Binding], after: &[Slot], aor: &str) -> Vec<Op> {
             });
         }
     }
-    for s in after.iter().filter(|s| s.written) {
-        if before.iter().any(|b| b.contact == s.binding.contact) {
-            ops.push(Op::Refresh(s.binding.clone()));
+    for s in after.into_iter().filter(|s| s.written) {
+        let binding = s.binding.into_owned();
+        if before().any(|b| b.contact == binding.contact) {
+            ops.push(Op::Refresh(binding));
         } else {
-            ops.push(Op::Insert(s.binding.clone()));
+            ops.push(Op::Insert(binding));
         }
     }
     ops
@@ -555,10 +605,16 @@ pub(crate) fn contact_value(b: &Binding, now: Timestamp, with_expires: bool) -> 
     v
 }
 
-fn ok_response(req: &Request<'_>, ctx: &RegisterContext<'_>, plan: &Plan) -> Vec<u8> {
+/// The 200 OK and where its copied header fields end.
+fn ok_response(
+    req: &Request<'_>,
+    ctx: &RegisterContext<'_>,
+    plan: &Plan<'_, '_>,
+) -> (Vec<u8>, usize) {
     let mut rb = ResponseBuilder::new(req, Some(ctx.source), 200, "OK", ctx.to_tag);
-    for b in &plan.bindings {
-        rb.header("Contact", &contact_value(b, ctx.now, true));
+    let head = rb.written();
+    for s in &plan.work {
+        rb.header("Contact", &contact_value(&s.binding, ctx.now, true));
     }
     // RFC 3327 §5.3: echo Path only to a UA that said it supports it.
     if supports(req, "path") {
@@ -571,7 +627,7 @@ fn ok_response(req: &Request<'_>, ctx: &RegisterContext<'_>, plan: &Plan) -> Vec
         rb.header("Require", "outbound");
     }
     rb.header("Date", &crate::date::rfc1123(ctx.now));
-    rb.finish(None, b"")
+    (rb.finish(None, b""), head)
 }
 
 /// A reply for a failed request: the copied headers, the headers the error
@@ -583,12 +639,41 @@ pub fn error_response(
     e: &RegisterError,
     extra: &[(&str, String)],
 ) -> Vec<u8> {
+    error_reply(req, source, to_tag, e, extra).0
+}
+
+/// [`error_response`] and where its copied header fields end.
+fn error_reply(
+    req: &Request<'_>,
+    source: Source,
+    to_tag: &str,
+    e: &RegisterError,
+    extra: &[(&str, String)],
+) -> (Vec<u8>, usize) {
     let mut rb = ResponseBuilder::new(req, Some(source), e.status(), e.reason(), to_tag);
+    let head = rb.written();
     for (name, value) in e.extra_headers() {
         rb.header(name, &value);
     }
     for (name, value) in extra {
         rb.header(name, value);
+    }
+    (rb.finish(None, b""), head)
+}
+
+/// The reply for `e` to the request that `reply` answers, built from the
+/// header fields `reply` copied from it (they end at `head`): byte for byte
+/// what [`error_response`] would give with the request at hand.
+pub(crate) fn error_from_reply(reply: &[u8], head: usize, e: &RegisterError) -> Vec<u8> {
+    // The status line is ours, so it ends at the first CRLF.
+    let copied_from = reply
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .map_or(head, |i| i + 2)
+        .min(head);
+    let mut rb = ResponseBuilder::from_copied(e.status(), e.reason(), &reply[copied_from..head]);
+    for (name, value) in e.extra_headers() {
+        rb.header(name, &value);
     }
     rb.finish(None, b"")
 }

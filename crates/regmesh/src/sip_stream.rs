@@ -4,7 +4,7 @@
 
 use crate::serve::SipShared;
 use anyhow::Context as _;
-use regmesh_registrar::{Action, LocalSocket};
+use regmesh_registrar::{Action, Deferred, LocalSocket};
 use regmesh_sip::{Frame, ParseError, Source};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -153,8 +153,8 @@ fn has_head_end(bytes: &[u8]) -> bool {
 enum Reply {
     /// Bytes ready to write.
     Now(Vec<u8>),
-    /// Bytes to write once the commit is durable (else the 500).
-    AfterCommit(Vec<u8>, regmesh_location::Commit, Vec<u8>),
+    /// Bytes to write once the commit is durable (else its 503).
+    AfterCommit(Deferred, regmesh_location::Commit),
 }
 
 /// Replies that may wait for their commits on one connection: the reader
@@ -184,11 +184,11 @@ async fn write_replies<W: AsyncWrite + Unpin>(
     while let Some(reply) = rx.recv().await {
         let bytes = match reply {
             Reply::Now(b) => b,
-            Reply::AfterCommit(ok, commit, failed) => match commit.wait().await {
-                Ok(()) => ok,
+            Reply::AfterCommit(reply, commit) => match commit.wait().await {
+                Ok(()) => reply.into_reply(),
                 Err(e) => {
                     tracing::error!(error = %e, "commit failed; answering 503");
-                    failed
+                    reply.failed()
                 }
             },
         };
@@ -247,8 +247,8 @@ async fn read_requests<R: AsyncRead + Unpin>(
                     start += n;
                     match action {
                         Action::Reply(b) => Some(Reply::Now(b)),
-                        Action::ReplyAfterCommit(ok, commit, failed) => {
-                            Some(Reply::AfterCommit(ok, commit, failed))
+                        Action::ReplyAfterCommit(reply, commit) => {
+                            Some(Reply::AfterCommit(reply, commit))
                         }
                         Action::Drop => None,
                     }

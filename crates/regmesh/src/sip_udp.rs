@@ -21,7 +21,7 @@
 use crate::serve::SipShared;
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
 use regmesh_location::{Commit, StoreError};
-use regmesh_registrar::{Action, LocalSocket};
+use regmesh_registrar::{Action, Deferred, LocalSocket};
 use regmesh_sip::{Source, Transport};
 use rustix::net::{MMsgHdr, SendAncillaryBuffer, SendFlags, SocketAddrAny, sendmmsg, sendto};
 use std::io::{IoSlice, IoSliceMut};
@@ -69,15 +69,15 @@ pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     Ok(sock.into())
 }
 
-/// Start one receive thread per core on `sock`, and a task in the shared
-/// tracker that, on shutdown, waits for the threads to stop and for every
-/// answer promised to a pending commit to be sent.
+/// Start [`receive_threads`] receive threads on `sock`, and a task in the
+/// shared tracker that, on shutdown, waits for the threads to stop and for
+/// every answer promised to a pending commit to be sent.
 pub(crate) fn spawn(
     sock: UdpSocket,
     local: LocalSocket,
     shared: Arc<SipShared>,
 ) -> std::io::Result<()> {
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let workers = receive_threads(std::thread::available_parallelism().map_or(2, |n| n.get()));
     let endpoint = Arc::new(Endpoint {
         sock: sock.try_clone()?,
         pending: AtomicUsize::new(0),
@@ -97,6 +97,20 @@ pub(crate) fn spawn(
         .tracker
         .spawn(drain(threads, endpoint, shared.cancel.clone()));
     Ok(())
+}
+
+/// How many threads receive on one socket with `cores` cores: one per two
+/// cores, at least one.
+///
+/// The receive threads share the cores with the store's writer thread (and
+/// on a loopback bench with the clients). Two threads on one socket each
+/// took about half of what arrived, so each woke, took ~2 datagrams per
+/// `recvmmsg` and slept again, and a context switch per ~2 REGISTERs was
+/// the largest item of the profile. On 2 cores one thread took 7-17% less
+/// CPU per REGISTER, at a higher rate (`bench/quick.sh`, closed loop).
+/// More cores were not measured; one per two keeps room for the writer.
+fn receive_threads(cores: usize) -> usize {
+    (cores / 2).max(1)
 }
 
 /// Shutdown for one UDP socket: returns once its receive threads have
@@ -135,27 +149,20 @@ struct Endpoint {
 }
 
 impl Endpoint {
-    /// Send `ok` to `peer` once `commit` is durable, or `failed` if it fails.
-    /// Usually runs the send on the store's writer thread; at once here when
-    /// the commit is already resolved.
-    fn after_commit(
-        self: &Arc<Self>,
-        commit: Commit,
-        ok: Vec<u8>,
-        failed: Vec<u8>,
-        peer: SocketAddr,
-    ) {
+    /// Send `reply` to `peer` once `commit` is durable, or its 503 if it
+    /// fails. Usually runs the send on the store's writer thread; at once
+    /// here when the commit is already resolved.
+    fn after_commit(self: &Arc<Self>, commit: Commit, reply: Deferred, peer: SocketAddr) {
         self.pending.fetch_add(1, Ordering::Relaxed);
         let this = self.clone();
         commit.on_durable(move |r: Result<(), StoreError>| {
-            let bytes = match r {
-                Ok(()) => ok,
+            match r {
+                Ok(()) => this.send(reply.reply(), peer),
                 Err(e) => {
                     error!(error = %e, "commit failed; answering 503");
-                    failed
+                    this.send(&reply.failed(), peer);
                 }
-            };
-            this.send(&bytes, peer);
+            }
             this.pending.fetch_sub(1, Ordering::Release);
         });
     }
@@ -265,8 +272,8 @@ impl ReceiveLoop {
             };
             match self.shared.registrar.handle(data, source, self.local) {
                 Action::Reply(bytes) => self.replies.push((bytes, SocketAddrAny::from(peer))),
-                Action::ReplyAfterCommit(ok, commit, failed) => {
-                    self.endpoint.after_commit(commit, ok, failed, peer);
+                Action::ReplyAfterCommit(reply, commit) => {
+                    self.endpoint.after_commit(commit, reply, peer);
                 }
                 Action::Drop => {}
             }
@@ -593,6 +600,14 @@ mod tests {
             .await
             .expect("join")
             .expect("close");
+    }
+
+    #[test]
+    fn one_receive_thread_per_two_cores() {
+        assert_eq!(receive_threads(1), 1);
+        assert_eq!(receive_threads(2), 1);
+        assert_eq!(receive_threads(3), 1);
+        assert_eq!(receive_threads(8), 4);
     }
 
     #[tokio::test]

@@ -86,7 +86,7 @@ pub use auth::DigestCredentials;
 pub use error::ParseError;
 pub use framing::{Frame, frame};
 pub use headers::{CSeq, Header, Headers};
-pub use message::{Message, Method, Request, Response, parse, salvage};
+pub use message::{Message, Method, Request, Response, Validated, parse, salvage};
 pub use name_addr::{Contacts, NameAddr, parse_delta_seconds, parse_q};
 pub use syntax::unquote;
 pub use uri::{Uri, unescape};

@@ -511,21 +511,49 @@ impl<'a> Request<'a> {
     /// Missing Max-Forwards and a From without tag are accepted for RFC 2543
     /// peers (RFC 4475 §3.4.1).
     pub fn validate(&self) -> Result<(), ParseError> {
-        self.request_uri().map_err(|_| ParseError::Malformed {
+        self.validated().map(|_| ())
+    }
+
+    /// [`Request::validate`], keeping what it parsed, so a UAS that goes on
+    /// to use the Request-URI, From, To, Call-ID or CSeq does not parse
+    /// them a second time.
+    pub fn validated(&self) -> Result<Validated<'_>, ParseError> {
+        let request_uri = self.request_uri().map_err(|_| ParseError::Malformed {
             what: "Request-URI",
             offset: 0,
         })?;
-        self.call_id()?;
+        let call_id = self.call_id()?;
         let cseq = self.cseq()?;
-        self.from()?;
-        self.to()?;
+        let from = self.from()?;
+        let to = self.to()?;
         self.top_via()?;
         self.max_forwards()?;
         if cseq.method != self.method.as_str() {
             return Err(ParseError::CSeqMethodMismatch);
         }
-        Ok(())
+        Ok(Validated {
+            request_uri,
+            call_id,
+            cseq,
+            from,
+            to,
+        })
     }
+}
+
+/// The fields [`Request::validated`] parsed on the way.
+#[derive(Debug, Clone)]
+pub struct Validated<'r> {
+    /// The Request-URI.
+    pub request_uri: Uri<'r>,
+    /// Call-ID.
+    pub call_id: &'r str,
+    /// CSeq.
+    pub cseq: CSeq<'r>,
+    /// From.
+    pub from: NameAddr<'r>,
+    /// To.
+    pub to: NameAddr<'r>,
 }
 
 #[cfg(test)]

@@ -143,6 +143,30 @@ impl ResponseBuilder {
         Self { buf }
     }
 
+    /// Start a response from the copied header fields of an earlier response
+    /// to the same request: the bytes of that response after its status line
+    /// up to [`ResponseBuilder::written`] as it was right after
+    /// [`ResponseBuilder::new`]. This gives the request another status without
+    /// the request at hand (RFC 3261 §8.2.6.2 is satisfied by the copy: Via,
+    /// From, To with its tag, Call-ID and CSeq as the first answer had them),
+    /// e.g. a 503 when a commit fails after the 200 was prepared.
+    pub fn from_copied(status: u16, reason: &str, copied: &[u8]) -> Self {
+        let mut buf = Vec::with_capacity(copied.len() + reason.len() + 96);
+        buf.extend_from_slice(b"SIP/2.0 ");
+        push_status(&mut buf, status.clamp(100, 699));
+        buf.push(b' ');
+        push_sanitized(&mut buf, reason);
+        buf.extend_from_slice(b"\r\n");
+        buf.extend_from_slice(copied);
+        Self { buf }
+    }
+
+    /// Bytes written so far. Right after [`ResponseBuilder::new`] this ends
+    /// the copied header fields (see [`ResponseBuilder::from_copied`]).
+    pub fn written(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Append one header field.
     pub fn header(&mut self, name: &str, value: &str) -> &mut Self {
         push_sanitized(&mut self.buf, name);
@@ -293,6 +317,27 @@ Content-Length: 0\r\n\r\n";
             Ok(Message::Response(r)) => r,
             other => panic!("not a response: {other:?}"),
         }
+    }
+
+    #[test]
+    fn another_status_from_the_copied_fields_is_byte_identical() {
+        let r = req(REG);
+        let mut ok = ResponseBuilder::new(&r, src("192.0.2.4:5060"), 200, "OK", "t1");
+        let head = ok.written();
+        ok.header("Contact", "<sip:bob@192.0.2.4>;expires=7200");
+        let ok = ok.finish(None, b"");
+        let status_end = ok
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("status line")
+            + 2;
+        let mut later =
+            ResponseBuilder::from_copied(503, "Service Unavailable", &ok[status_end..head]);
+        later.header("Retry-After", "30");
+        let mut direct =
+            ResponseBuilder::new(&r, src("192.0.2.4:5060"), 503, "Service Unavailable", "t1");
+        direct.header("Retry-After", "30");
+        assert_eq!(later.finish(None, b""), direct.finish(None, b""));
     }
 
     #[test]

@@ -48,9 +48,9 @@ impl Node {
     fn reply(&self, bytes: &[u8]) -> Vec<u8> {
         match self.send(bytes) {
             Action::Reply(b) => b,
-            Action::ReplyAfterCommit(ok, commit, _fail) => {
+            Action::ReplyAfterCommit(reply, commit) => {
                 commit.wait_blocking().expect("durable");
-                ok
+                reply.into_reply()
             }
             Action::Drop => panic!("dropped"),
         }
@@ -74,14 +74,27 @@ fn register_waits_for_durability_then_lookup_redirects() {
         .contact("<sip:alice@192.0.2.10:5062>;expires=60")
         .build();
     let action = n.send(&bytes);
-    let Action::ReplyAfterCommit(ok, commit, fail) = action else {
+    let Action::ReplyAfterCommit(reply, commit) = action else {
         panic!("a change must wait for its commit: {action:?}");
     };
     commit.wait_blocking().expect("durable");
-    assert_eq!(resp(&ok).status, 200);
+    assert_eq!(resp(reply.reply()).status, 200);
+    let fail = reply.failed();
     let f = resp(&fail);
     assert_eq!((f.status, f.reason), (503, "Service Unavailable"));
     assert_eq!(f.headers.get("Retry-After"), Some("30"));
+    // The 503 built later from the 200 is the one the request itself gives.
+    let Ok(Message::Request(req)) = regmesh_sip::parse(&bytes) else {
+        panic!("request");
+    };
+    let direct = error_response(
+        &req,
+        source(),
+        &to_tag(&req),
+        &RegisterError::StoreUnavailable,
+        &[],
+    );
+    assert_eq!(fail, direct);
     let stored = n.registrar.location.lookup("alice@example.com");
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].contact, "sip:alice@192.0.2.10:5062");
@@ -343,7 +356,7 @@ mod no_panic {
                 .header("Supported: path, outbound")
                 .build();
             let bytes = mutate(&base, &edits, cut);
-            if let Action::ReplyAfterCommit(_, commit, _) = n.send(&bytes) {
+            if let Action::ReplyAfterCommit(_, commit) = n.send(&bytes) {
                 let _ = commit.wait_blocking();
             }
             // Other methods go through the redirect path.

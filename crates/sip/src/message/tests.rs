@@ -235,6 +235,17 @@ fn methods() {
 }
 
 #[test]
+fn validated_keeps_what_it_parsed() {
+    let r = request(REGISTER);
+    let v = r.validated().expect("valid");
+    assert_eq!(v.request_uri, r.request_uri().expect("uri"));
+    assert_eq!(v.call_id, r.call_id().expect("call-id"));
+    assert_eq!(v.cseq, r.cseq().expect("cseq"));
+    assert_eq!(v.from, r.from().expect("from"));
+    assert_eq!(v.to, r.to().expect("to"));
+}
+
+#[test]
 fn validate_catches_semantic_errors() {
     let base = "REGISTER sip:a.example SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nTo: <sip:a@a.example>\r\nFrom: <sip:a@a.example>;tag=1\r\nCall-ID: c\r\n";
     let ok = format!("{base}CSeq: 1 REGISTER\r\n\r\n");
