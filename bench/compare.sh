@@ -104,7 +104,10 @@ pss_kib() {
 }
 
 start_kamailio() { # auth(0|1)
-  local args=(-DD -E -f bench/kamailio-registrar.cfg -A "LISTEN=udp:127.0.0.1:$KPORT" -A "WORKERS=$KWORKERS" -m 4096 -M 64)
+  # TLSF for shared and private memory: Kamailio's default allocator (qm)
+  # took 41% of its CPU here (perf), and TLSF halves its CPU per REGISTER
+  # (BENCHMARKS.md, "Kamailio's allocator").
+  local args=(-DD -E -f bench/kamailio-registrar.cfg -A "LISTEN=udp:127.0.0.1:$KPORT" -A "WORKERS=$KWORKERS" -m 4096 -M 64 -x tlsf -X tlsf)
   [ "$1" = 1 ] && args+=(-A WITH_AUTH)
   kamailio "${args[@]}" >>"$OUT/kamailio.log" 2>&1 &
   KPID=$!

@@ -46,7 +46,7 @@ for server in $SERVERS; do
       regmesh_serve "$BIN" "$OUT/regmesh.toml" "$OUT"
       ;;
     kamailio)
-      kamailio -DD -E -f bench/kamailio-registrar.cfg -A "LISTEN=udp:127.0.0.1:$PORT" -A WORKERS=2 -m 4096 -M 64 \
+      kamailio -DD -E -f bench/kamailio-registrar.cfg -A "LISTEN=udp:127.0.0.1:$PORT" -A WORKERS=2 -m 4096 -M 64 ${KAMAILIO_ARGS:--x tlsf -X tlsf} \
         >>"$OUT/kamailio.log" 2>&1 &
       PID=$!
       sleep 2

@@ -23,7 +23,7 @@ cargo build --release -p regmesh >&2
 BIN=$PWD/target/release/regmesh
 
 node() { # own-port peer-port
-  kamailio -DD -E -f bench/kamailio-dmq.cfg -A "LISTEN=udp:127.0.0.1:$1" \
+  kamailio -DD -E -f bench/kamailio-dmq.cfg -x tlsf -X tlsf -A "LISTEN=udp:127.0.0.1:$1" \
     -A "SELF=\"sip:127.0.0.1:$1\"" -A "PEER=\"sip:127.0.0.1:$2\"" >>"$OUT/kamailio-$1.log" 2>&1 &
   echo $!
 }
