@@ -7,21 +7,26 @@ use regmesh_e2e::{Node, json, phase, regmesh_bin};
 use serde_json::{Value, json};
 use std::process::Command;
 
-/// Run the generator with `args` and return its JSON report.
-fn bench(args: &[&str]) -> Value {
+/// Run `regmesh <tool> <args> --quiet --json -` and return its JSON report.
+fn report(tool: &str, args: &[&str]) -> Value {
     let out = Command::new(regmesh_bin())
-        .arg("bench")
+        .arg(tool)
         .args(args)
-        .args(["--quiet", "--json", "-", "--timeout", "5s"])
+        .args(["--quiet", "--json", "-"])
         .output()
-        .expect("run regmesh bench");
+        .unwrap_or_else(|e| panic!("run regmesh {tool}: {e}"));
     assert!(
         out.status.success(),
-        "regmesh bench failed: {}",
+        "regmesh {tool} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("bench JSON: {e}\n{}", String::from_utf8_lossy(&out.stdout)))
+        .unwrap_or_else(|e| panic!("{tool} JSON: {e}\n{}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Run the generator with `args` and return its JSON report.
+fn bench(args: &[&str]) -> Value {
+    report("bench", &[args, &["--timeout", "5s"]].concat())
 }
 
 fn status(report: &Value, code: &str) -> u64 {
@@ -153,27 +158,6 @@ secret = "bench-smoke-secret-0123456789abcdef"
     assert_eq!(r["errors"], 5, "{r}");
 }
 
-/// Run `regmesh bench-lag` with `args` and return its JSON report.
-fn bench_lag(args: &[&str]) -> Value {
-    let out = Command::new(regmesh_bin())
-        .arg("bench-lag")
-        .args(args)
-        .args(["--quiet", "--json", "-"])
-        .output()
-        .expect("run regmesh bench-lag");
-    assert!(
-        out.status.success(),
-        "regmesh bench-lag failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "bench-lag JSON: {e}\n{}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
-}
-
 /// The replication-lag instrument finds each binding on the node it polls
 /// and reports, rather than hides, bindings a node never shows. regmesh
 /// does not replicate yet, so one node serves as both ends (the lag is then
@@ -188,16 +172,19 @@ fn lag_instrument_finds_bindings_and_reports_the_missing() {
     let b_udp = b.sip_udp().to_string();
 
     phase("primary = replica: every binding is listed by the first answers");
-    let r = bench_lag(&[
-        "--primary",
-        &a_udp,
-        "--replica",
-        &a_udp,
-        "--count",
-        "200",
-        "--rate",
-        "400",
-    ]);
+    let r = report(
+        "bench-lag",
+        &[
+            "--primary",
+            &a_udp,
+            "--replica",
+            &a_udp,
+            "--count",
+            "200",
+            "--rate",
+            "400",
+        ],
+    );
     assert_eq!(r["seen"], 200, "{r}");
     assert_eq!(r["not_replicated"], 0, "{r}");
     assert_eq!(r["primary_timeouts"], 0, "{r}");
@@ -207,18 +194,21 @@ fn lag_instrument_finds_bindings_and_reports_the_missing() {
     assert_eq!(json::stat(&stats, "usrloc:location-contacts"), 200);
 
     phase("a replica that never gets the bindings: all reported as not replicated");
-    let r = bench_lag(&[
-        "--primary",
-        &a_udp,
-        "--replica",
-        &b_udp,
-        "--count",
-        "20",
-        "--rate",
-        "400",
-        "--timeout",
-        "300ms",
-    ]);
+    let r = report(
+        "bench-lag",
+        &[
+            "--primary",
+            &a_udp,
+            "--replica",
+            &b_udp,
+            "--count",
+            "20",
+            "--rate",
+            "400",
+            "--timeout",
+            "300ms",
+        ],
+    );
     assert_eq!(r["seen"], 0, "{r}");
     assert_eq!(r["not_replicated"], 20, "{r}");
     assert!(r["lag_us"]["p50"].is_null(), "{r}");
