@@ -122,12 +122,9 @@ stop_kamailio() { kill "$KPID" 2>/dev/null || true; wait "$KPID" 2>/dev/null || 
 start_regmesh() { # auth(0|1) [keep]
   [ "${2:-}" = keep ] || rm -rf "$OUT/rm-data"
   regmesh_config "$OUT/regmesh.toml" "$OUT/rm-data" "$RPORT" "$1" "$RPC"
-  rm -f "$OUT/ready.json"
   local t0; t0=$(date +%s.%N)
-  "$BIN" serve --config "$OUT/regmesh.toml" --ready-file "$OUT/ready.json" >>"$OUT/regmesh.log" 2>&1 &
-  RPID=$!
-  for _ in $(seq 1 1200); do [ -f "$OUT/ready.json" ] && break; sleep 0.01; done
-  [ -f "$OUT/ready.json" ] || { echo "compare: regmesh did not start" >&2; tail "$OUT/regmesh.log" >&2; return 1; }
+  regmesh_serve "$BIN" "$OUT/regmesh.toml" "$OUT" || { echo "compare: regmesh did not start" >&2; return 1; }
+  RPID=$PID
   STARTUP_S=$(echo "$(date +%s.%N) - $t0" | bc)
 }
 stop_regmesh() { kill "$RPID" 2>/dev/null || true; wait "$RPID" 2>/dev/null || true; RPID=; }

@@ -248,13 +248,8 @@ impl Lane {
 
 /// `1ms`, `500us`, ...: the pacing tick.
 fn parse_tick(s: &str) -> Option<Duration> {
-    let d = match s.trim().strip_suffix("us") {
-        Some(us) => Duration::from_micros(us.parse().ok()?),
-        None => crate::config::parse_duration(s)?,
-    };
-    (Duration::from_micros(50)..=Duration::from_secs(1))
-        .contains(&d)
-        .then_some(d)
+    crate::config::parse_duration(s)
+        .filter(|d| (Duration::from_micros(50)..=Duration::from_secs(1)).contains(d))
 }
 
 fn parse_weights(mix: &str) -> anyhow::Result<[u64; 3]> {
