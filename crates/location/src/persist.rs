@@ -97,6 +97,17 @@ pub const SNAPSHOT_MIN_LOG_BYTES: u64 = 64 << 20;
 /// per REGISTER is more REGISTERs in a re-registration storm.
 pub const COMMIT_INTERVAL: std::time::Duration = std::time::Duration::from_micros(500);
 
+/// Commits are paced (see [`StoreOptions::commit_interval`]) only after a
+/// group commit of at least this many requests. Why: a small group means
+/// few writers, and a few writers that each wait for their answer before
+/// sending more (a proxy with a handful of REGISTERs in flight, a
+/// provisioning script) would only be slowed by the wait, since nothing
+/// else arrives to share the fsync: pacing took a client with two in
+/// flight from 14,400 to 6,700 REGISTERs/s (BENCHMARKS.md). A large group
+/// means many independent senders, whose requests keep arriving while
+/// the writer waits, which is when the wait saves fsyncs.
+pub const PACE_FROM_GROUP: usize = 4;
+
 /// Tuning of the log and snapshots. The defaults suit production; tests
 /// shrink them to exercise many segments and snapshots quickly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,10 +117,11 @@ pub struct StoreOptions {
     /// A snapshot is started once the log written since the last one is
     /// larger than both this and the last snapshot.
     pub snapshot_min_log_bytes: u64,
-    /// Group commits start at most this often. A write arriving later than
-    /// this after the last commit started is written at once, so an idle or
-    /// lightly loaded node adds no latency; under load each fsync covers
-    /// the writes of a whole interval. Why: an fsync costs the writer tens
+    /// Group commits start at most this often once a group commit carried
+    /// [`PACE_FROM_GROUP`] requests or more. A write arriving later than
+    /// this after the last commit started, or after a small group, is
+    /// written at once, so an idle or lightly loaded node adds no latency;
+    /// under load each fsync covers the writes of a whole interval. Why: an fsync costs the writer tens
     /// of microseconds of CPU whatever it carries (on a virtual disk, the
     /// device kicks and interrupts; BENCHMARKS.md), so spacing them trades
     /// up to this much added latency for less CPU per REGISTER.
@@ -594,6 +606,8 @@ fn run(mut state: WriterState, rx: mpsc::Receiver<Request>, shared: Arc<Shared>)
     let mut writes: Vec<(Vec<PersistOp>, Option<Reply>)> = Vec::new();
     let interval = state.options.commit_interval;
     let mut last_start: Option<crate::clock::Stopwatch> = None;
+    // Requests in the last group commit (see PACE_FROM_GROUP).
+    let mut last_group = 0usize;
     loop {
         // Block for the first request, then take everything queued behind it.
         let Ok(first) = rx.recv() else {
@@ -601,10 +615,12 @@ fn run(mut state: WriterState, rx: mpsc::Receiver<Request>, shared: Arc<Shared>)
             state.stop_checkpointer(&shared);
             return;
         };
-        // Pace commits (StoreOptions::commit_interval): a write that comes
-        // sooner than the interval after the last commit started waits for
-        // the rest of it, gathering whatever else arrives meanwhile.
+        // Pace commits (StoreOptions::commit_interval): under load (the
+        // last group was large), a write that comes sooner than the
+        // interval after the last commit started waits for the rest of it,
+        // gathering whatever else arrives meanwhile.
         if let (Request::Write { .. }, Some(t)) = (&first, last_start)
+            && last_group >= PACE_FROM_GROUP
             && let Some(rest) = interval.checked_sub(t.elapsed())
             && !rest.is_zero()
         {
@@ -631,6 +647,7 @@ fn run(mut state: WriterState, rx: mpsc::Receiver<Request>, shared: Arc<Shared>)
                 None
             };
         }
+        last_group = writes.len();
         if !writes.is_empty() {
             write_batch(&mut state.log, &mut writes, &shared);
         }

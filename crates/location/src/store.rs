@@ -15,7 +15,9 @@ use crate::error::InvalidChange;
 use crate::merge::decide;
 use crate::model::{Binding, Change, ChangeKind, Hlc, MergeDecision, NodeId, Op, Version};
 use crate::packed::Packed;
-pub use crate::persist::{COMMIT_INTERVAL, SEGMENT_BYTES, SNAPSHOT_MIN_LOG_BYTES, StoreOptions};
+pub use crate::persist::{
+    COMMIT_INTERVAL, PACE_FROM_GROUP, SEGMENT_BYTES, SNAPSHOT_MIN_LOG_BYTES, StoreOptions,
+};
 use crate::persist::{PersistOp, Source, Start, Writer};
 use crate::subscribers::Subscribers;
 use crate::table::{Shard, Table};
