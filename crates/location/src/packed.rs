@@ -48,6 +48,25 @@ impl Packed {
         &self.0
     }
 
+    /// Where the AoR sits in the value.
+    fn aor_range(&self) -> std::ops::Range<usize> {
+        let (len, start) = varint(&self.0, 2);
+        start..start + len
+    }
+
+    /// The AoR: the table files the entry under these bytes rather than
+    /// keeping a second copy of the name (see `table`).
+    pub(crate) fn aor(&self) -> &str {
+        std::str::from_utf8(&self.0[self.aor_range()])
+            .expect("invariant: a packed entry is valid UTF-8 where the codec says")
+    }
+
+    /// True when the entry's AoR is `aor` (byte comparison, no UTF-8
+    /// check: this runs for every candidate a table lookup probes).
+    pub(crate) fn has_aor(&self, aor: &str) -> bool {
+        &self.0[self.aor_range()] == aor.as_bytes()
+    }
+
     /// Position just past the AoR and contact strings, and the contact's range.
     fn head(&self) -> (usize, std::ops::Range<usize>) {
         let b = &self.0;
@@ -173,6 +192,9 @@ mod tests {
         };
         let e = Entry::Live(b.clone());
         let p = pack(&aor, &contact, &e);
+        assert_eq!(p.aor(), aor);
+        assert!(p.has_aor(&aor));
+        assert!(!p.has_aor("a@example.com"));
         assert_eq!(p.contact(), contact);
         assert!(p.has_contact(&contact));
         assert!(!p.has_contact("sip:other"));
@@ -191,6 +213,8 @@ mod tests {
             until: Timestamp(555),
         };
         let p = pack("a@b", "sip:c", &t);
+        assert_eq!(p.aor(), "a@b");
+        assert!(p.has_aor("a@b") && !p.has_aor("a@bc") && !p.has_aor("a@"));
         assert_eq!(p.contact(), "sip:c");
         assert!(p.is_tombstone());
         assert_eq!(p.version(), t.version());

@@ -1,7 +1,7 @@
 //! The in-memory table: the authoritative copy of every entry, sharded by AoR.
 //!
-//! Each of [`SHARDS`] shards is a `parking_lot::Mutex` over a map from AoR to
-//! its [`Slots`] (live bindings and tombstones of that AoR, encoded). A synchronous
+//! Each of [`SHARDS`] shards is a `parking_lot::Mutex` over a hash table of
+//! [`Slots`] (live bindings and tombstones of one AoR, encoded). A synchronous
 //! mutex rather than an async one, as in mini-redis `db.rs`: critical
 //! sections are short (a hash lookup and a few small vectors), never contain
 //! an `.await`, and an async mutex would cost more than it saves; sharding
@@ -9,30 +9,42 @@
 //! inside a shard lock is handing a batch to the group-commit writer when
 //! its queue is full (see `persist`), which is the intended back-pressure.
 //!
-//! Each shard also keeps an expiry index: the set of `(deadline, aor)` where
-//! `deadline` is the earliest time any entry of that AoR may leave the table
-//! (a binding's `expires`, a tombstone's `until`). The sweep pops due AoRs
-//! from the front of the index, so its cost is the number of AoRs due plus
-//! one check per shard, not the size of the table.
-//!
-//! Counts for stats are kept in atomics, adjusted on every mutation.
-//!
 //! Memory: each entry is kept encoded, as one allocation (`packed`: the
 //! bytes the change log holds, ~250 bytes for a typical phone, against
-//! ~800 for a decoded `Binding` with its strings), an AoR's name is one
-//! `Arc<str>` shared by the map and the expiry index, and an AoR with one
+//! ~800 for a decoded `Binding` with its strings), and an AoR with one
 //! contact (the common case) holds its entry inline rather than in a `Vec`.
-//! The AoR is in the key and in the entry's bytes: dropping the second copy
-//! would need a second encoding for the log, for ~24 bytes a binding.
+//! The AoR's name is stored once, inside those bytes: the shard's table has
+//! no key, it files [`Slots`] under the hash of the AoR its first entry
+//! holds and compares names in place on lookup, and the expiry index holds
+//! that hash, not the name. A separate key (`Arc<str>` shared by map and
+//! index) cost ~80 bytes a binding at a million (the string's allocation
+//! with refcounts and rounding, a wider bucket, a wider index entry), a
+//! sixth of the total. So a stored `Slots` is never empty: an AoR with no
+//! entries left is removed.
+//!
+//! Each shard also keeps an expiry index: for every AoR held, one count
+//! under `(deadline, hash of the AoR)`, where `deadline` is the earliest
+//! time any entry of that AoR may leave the table (a binding's `expires`, a
+//! tombstone's `until`). The sweep takes due keys from the front of the
+//! index, so its cost is the number of AoRs due plus one check per shard,
+//! not the size of the table. A hash names a set of AoRs, not one: two AoRs
+//! of a shard may share a hash and even a deadline, so the index counts
+//! (a multiset), every change of an AoR's deadline moves exactly its own
+//! count, and a due key expires every AoR with that hash whose deadline is
+//! due (the others keep their counts under their own deadlines).
+//!
+//! Counts for stats are kept in atomics, adjusted on every mutation.
 
 use crate::clock::Timestamp;
 #[cfg(test)]
 use crate::codec::Row;
 use crate::model::Binding;
 use crate::packed::Packed;
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry as Slot;
 use parking_lot::{Mutex, MutexGuard};
-use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry as Filed;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Number of shards (a power of two).
@@ -45,6 +57,37 @@ type Hasher = ahash::RandomState;
 /// at 64 buckets; the per-shard maps use random seeds.
 fn shard_hasher() -> Hasher {
     Hasher::with_seeds(0x5eed_0001, 0x5eed_0002, 0x5eed_0003, 0x5eed_0004)
+}
+
+/// Hashes AoRs within one shard, for its table and its expiry index. Seeds
+/// are random per shard, as a std `HashMap`'s would be: shard placement uses
+/// fixed seeds, and these keep one shard's buckets unpredictable anyway.
+#[derive(Debug)]
+struct AorHasher {
+    state: Hasher,
+    /// Bits of the hash kept: all of them, except in tests that make AoRs
+    /// collide on purpose.
+    #[cfg(test)]
+    mask: u64,
+}
+
+impl Default for AorHasher {
+    fn default() -> Self {
+        Self {
+            state: Hasher::new(),
+            #[cfg(test)]
+            mask: u64::MAX,
+        }
+    }
+}
+
+impl AorHasher {
+    fn hash(&self, aor: &str) -> u64 {
+        let h = self.state.hash_one(aor);
+        #[cfg(test)]
+        let h = h & self.mask;
+        h
+    }
 }
 
 /// The entries of one AoR, in first-insertion order. Most AoRs hold one
@@ -71,6 +114,17 @@ impl Slots {
     }
     fn is_empty(&self) -> bool {
         self.as_slice().is_empty()
+    }
+    /// The AoR, read from the first entry.
+    fn aor(&self) -> &str {
+        self.as_slice()
+            .first()
+            .expect("invariant: stored Slots are never empty")
+            .aor()
+    }
+    /// True when these are the entries of `aor`.
+    fn has_aor(&self, aor: &str) -> bool {
+        self.as_slice().first().is_some_and(|p| p.has_aor(aor))
     }
     /// The `Vec` form (for the rare edits that change the count).
     fn many(&mut self) -> &mut Vec<Packed> {
@@ -163,16 +217,35 @@ impl Counts {
 /// One shard: AoR records and their expiry index.
 #[derive(Debug, Default)]
 pub(crate) struct Shard {
-    aors: HashMap<Arc<str>, Slots, Hasher>,
-    /// `(earliest deadline of the AoR's entries, AoR)` for every AoR held.
-    deadlines: BTreeSet<(Timestamp, Arc<str>)>,
+    /// The entries of each AoR, filed under `hasher.hash(slots.aor())`.
+    aors: HashTable<Slots>,
+    hasher: AorHasher,
+    /// How many AoRs held have `(earliest deadline of their entries, hash)`.
+    deadlines: BTreeMap<(Timestamp, u64), u32>,
 }
 
 impl Shard {
+    /// A shard whose hash keeps only the bits of `mask`: `0` files every AoR
+    /// under one hash, to exercise collisions.
+    #[cfg(test)]
+    fn with_hash_mask(mask: u64) -> Self {
+        Self {
+            hasher: AorHasher {
+                mask,
+                ..AorHasher::default()
+            },
+            ..Self::default()
+        }
+    }
+
+    fn find(&self, aor: &str) -> Option<&Slots> {
+        self.aors
+            .find(self.hasher.hash(aor), |slots| slots.has_aor(aor))
+    }
+
     /// Live (not yet expired at `now`) bindings of `aor`, decoded.
     pub(crate) fn live(&self, aor: &str, now: Timestamp) -> Vec<Binding> {
-        self.aors
-            .get(aor)
+        self.find(aor)
             .map(|r| {
                 r.as_slice()
                     .iter()
@@ -185,8 +258,7 @@ impl Shard {
 
     /// What the table holds for (`aor`, `contact`).
     pub(crate) fn get(&self, aor: &str, contact: &str) -> Option<&Packed> {
-        self.aors
-            .get(aor)?
+        self.find(aor)?
             .as_slice()
             .iter()
             .find(|p| p.has_contact(contact))
@@ -194,71 +266,75 @@ impl Shard {
 
     /// Store `entry` under `aor` (its contact is the rest of the key).
     pub(crate) fn put(&mut self, aor: &str, entry: Packed, counts: &Counts) {
-        let (before, old_deadline) = self.state_of(aor);
-        match self.aors.get_mut(aor) {
-            Some(slots) => slots.put(entry),
-            // The key is allocated only when the AoR is new.
-            None => {
-                self.aors.insert(Arc::from(aor), Slots::One(entry));
+        debug_assert!(entry.has_aor(aor), "an entry is stored under its own AoR");
+        let hash = self.hasher.hash(aor);
+        let hasher = &self.hasher;
+        let slot = self.aors.entry(
+            hash,
+            |slots| slots.has_aor(aor),
+            |slots| hasher.hash(slots.aor()),
+        );
+        let (before, old_deadline, after, new_deadline) = match slot {
+            Slot::Occupied(mut o) => {
+                let slots = o.get_mut();
+                let (before, old) = (slots.tally(), slots.deadline());
+                slots.put(entry);
+                (before, Some(old), slots.tally(), slots.deadline())
             }
-        }
-        self.settle(aor, old_deadline, before, counts);
+            Slot::Vacant(v) => {
+                let slots = v.insert(Slots::One(entry)).into_mut();
+                (Tally::default(), None, slots.tally(), slots.deadline())
+            }
+        };
+        self.refile(hash, old_deadline, Some(new_deadline));
+        counts.adjust(before, after);
     }
 
     /// Delete the key (`aor`, `contact`).
     #[cfg(test)]
     pub(crate) fn delete(&mut self, aor: &str, contact: &str, counts: &Counts) {
-        let (before, old_deadline) = self.state_of(aor);
-        if let Some(slots) = self.aors.get_mut(aor) {
-            slots.retain(|p| !p.has_contact(contact));
-        }
-        self.settle(aor, old_deadline, before, counts);
-    }
-
-    /// Tally and indexed deadline of `aor` as it is now.
-    fn state_of(&self, aor: &str) -> (Tally, Option<Timestamp>) {
-        match self.aors.get(aor) {
-            Some(r) if !r.is_empty() => (r.tally(), Some(r.deadline())),
-            Some(r) => (r.tally(), None),
-            None => (Tally::default(), None),
-        }
-    }
-
-    /// After a mutation of `aor`: fix the expiry index and the counts, and
-    /// drop the record if it is empty.
-    fn settle(
-        &mut self,
-        aor: &str,
-        old_deadline: Option<Timestamp>,
-        before: Tally,
-        counts: &Counts,
-    ) {
-        let (after, new_deadline, key) = match self.aors.get_key_value(aor) {
-            Some((key, rec)) if !rec.is_empty() => {
-                (rec.tally(), Some(rec.deadline()), Some(key.clone()))
-            }
-            Some(_) => {
-                let key = self.aors.remove_entry(aor).map(|(k, _)| k);
-                (Tally::default(), None, key)
-            }
-            None => (Tally::default(), None, None),
+        let hash = self.hasher.hash(aor);
+        let Ok(mut found) = self.aors.find_entry(hash, |slots| slots.has_aor(aor)) else {
+            return;
         };
-        if old_deadline != new_deadline
-            && let Some(key) = key
-        {
-            if let Some(old) = old_deadline {
-                self.deadlines.remove(&(old, key.clone()));
-            }
-            if let Some(new) = new_deadline {
-                self.deadlines.insert((new, key));
+        let slots = found.get_mut();
+        let (before, old) = (slots.tally(), slots.deadline());
+        slots.retain(|p| !p.has_contact(contact));
+        let (after, new) = if slots.is_empty() {
+            found.remove();
+            (Tally::default(), None)
+        } else {
+            (slots.tally(), Some(slots.deadline()))
+        };
+        self.refile(hash, Some(old), new);
+        counts.adjust(before, after);
+    }
+
+    /// Move one AoR's count in the expiry index from `old` to `new`
+    /// (`None`: not held).
+    fn refile(&mut self, hash: u64, old: Option<Timestamp>, new: Option<Timestamp>) {
+        if old == new {
+            return;
+        }
+        if let Some(old) = old {
+            match self.deadlines.entry((old, hash)) {
+                Filed::Occupied(mut o) if *o.get() > 1 => *o.get_mut() -= 1,
+                Filed::Occupied(o) => {
+                    o.remove();
+                }
+                Filed::Vacant(_) => debug_assert!(false, "an AoR held is in the expiry index"),
             }
         }
-        counts.adjust(before, after);
+        if let Some(new) = new {
+            *self.deadlines.entry((new, hash)).or_insert(0) += 1;
+        }
     }
 
     /// True when some entry of this shard has a deadline at or before `now`.
     pub(crate) fn has_due(&self, now: Timestamp) -> bool {
-        self.deadlines.first().is_some_and(|(t, _)| *t <= now)
+        self.deadlines
+            .first_key_value()
+            .is_some_and(|((t, _), _)| *t <= now)
     }
 
     /// Remove every entry whose deadline is at or before `now`, handing each
@@ -269,30 +345,54 @@ impl Shard {
         counts: &Counts,
         mut removed: impl FnMut(&str, Packed),
     ) {
-        while self.has_due(now) {
-            let Some((_, aor)) = self.deadlines.pop_first() else {
-                break;
-            };
-            let before = self.aors.get(&aor).map(Slots::tally).unwrap_or_default();
-            if let Some(rec) = self.aors.get_mut(&aor) {
-                let entries = std::mem::take(rec.many());
-                for p in entries {
+        // The AoR of the entries being handed out (they are moved, so it
+        // cannot be borrowed from them); one buffer for the whole sweep.
+        let mut aor = String::new();
+        while let Some((&(due, hash), _)) = self.deadlines.first_key_value()
+            && due <= now
+        {
+            // Every due AoR under this hash: usually one, more only when
+            // AoRs collide. Each leaves the table or gets a later deadline,
+            // so the loop ends; the hash check keeps AoRs of other hashes
+            // that the probe passes out of it (their own keys cover them).
+            while let Ok(mut found) = self.aors.find_entry(hash, |slots| {
+                slots.deadline() <= now && self.hasher.hash(slots.aor()) == hash
+            }) {
+                let slots = found.get_mut();
+                let (before, old) = (slots.tally(), slots.deadline());
+                aor.clear();
+                aor.push_str(slots.aor());
+                for p in std::mem::take(slots.many()) {
                     if p.deadline() <= now {
                         removed(&aor, p);
                     } else {
-                        rec.many().push(p);
+                        slots.many().push(p);
                     }
                 }
-                rec.settle();
+                slots.settle();
+                let (after, new) = if slots.is_empty() {
+                    found.remove();
+                    (Tally::default(), None)
+                } else {
+                    (slots.tally(), Some(slots.deadline()))
+                };
+                self.refile(hash, Some(old), new);
+                counts.adjust(before, after);
             }
-            // The index entry was popped above: settle from "not indexed".
-            self.settle(&aor, None, before, counts);
+            // Every AoR counted under (due, hash) was due and has been
+            // refiled, so the key is gone; were the index ever to disagree
+            // with the table, dropping the key keeps the sweep from spinning.
+            debug_assert!(
+                !self.deadlines.contains_key(&(due, hash)),
+                "the expiry index counts exactly the AoRs held"
+            );
+            self.deadlines.remove(&(due, hash));
         }
     }
 
     /// Every AoR with its entries (for dumps and snapshots).
     pub(crate) fn records(&self) -> impl Iterator<Item = (&str, &[Packed])> {
-        self.aors.iter().map(|(a, r)| (&**a, r.as_slice()))
+        self.aors.iter().map(|r| (r.aor(), r.as_slice()))
     }
 }
 
@@ -361,12 +461,18 @@ impl TableBuilder {
 
     /// Add one entry. Keys are unique on disk; a repeated key replaces.
     pub(crate) fn insert(&mut self, aor: &str, entry: Packed) {
+        debug_assert!(entry.has_aor(aor), "an entry is stored under its own AoR");
         let i = self.table.shard_index(aor);
         let shard = self.table.shards[i].get_mut();
-        match shard.aors.get_mut(aor) {
-            Some(slots) => slots.put(entry),
-            None => {
-                shard.aors.insert(Arc::from(aor), Slots::One(entry));
+        let hasher = &shard.hasher;
+        match shard.aors.entry(
+            hasher.hash(aor),
+            |slots| slots.has_aor(aor),
+            |slots| hasher.hash(slots.aor()),
+        ) {
+            Slot::Occupied(mut o) => o.get_mut().put(entry),
+            Slot::Vacant(v) => {
+                v.insert(Slots::One(entry));
             }
         }
     }
@@ -375,10 +481,12 @@ impl TableBuilder {
     pub(crate) fn remove(&mut self, aor: &str, contact: &str) {
         let i = self.table.shard_index(aor);
         let shard = self.table.shards[i].get_mut();
-        if let Some(slots) = shard.aors.get_mut(aor) {
+        let hash = shard.hasher.hash(aor);
+        if let Ok(mut found) = shard.aors.find_entry(hash, |slots| slots.has_aor(aor)) {
+            let slots = found.get_mut();
             slots.retain(|p| !p.has_contact(contact));
             if slots.is_empty() {
-                shard.aors.remove(aor);
+                found.remove();
             }
         }
     }
@@ -398,7 +506,7 @@ impl TableBuilder {
         let mut dropped = 0u64;
         for shard in self.table.shards.iter_mut() {
             let shard = shard.get_mut();
-            shard.aors.retain(|_, rec| {
+            shard.aors.retain(|rec| {
                 let before = rec.as_slice().len();
                 if rec.as_slice().iter().any(|p| p.deadline() <= now) {
                     rec.retain(|p| p.deadline() > now);
@@ -406,14 +514,24 @@ impl TableBuilder {
                 dropped += (before - rec.as_slice().len()) as u64;
                 !rec.is_empty()
             });
-            // Built in one go: collecting sorts once and fills the tree's
-            // nodes in order, where a million single inserts each walk it.
-            shard.deadlines = shard
+            // Built in one go: sorting once and filling the tree's nodes in
+            // order, where a million single inserts each walk it. Equal keys
+            // (AoRs sharing hash and deadline) become one key and a count.
+            let hasher = &shard.hasher;
+            let mut keys: Vec<(Timestamp, u64)> = shard
                 .aors
                 .iter()
-                .map(|(key, rec)| (rec.deadline(), key.clone()))
+                .map(|rec| (rec.deadline(), hasher.hash(rec.aor())))
                 .collect();
-            for rec in shard.aors.values() {
+            keys.sort_unstable();
+            shard.deadlines = keys
+                .chunk_by(|a, b| a == b)
+                .map(|same| {
+                    let n = u32::try_from(same.len()).unwrap_or(u32::MAX);
+                    (same[0], n)
+                })
+                .collect();
+            for rec in shard.aors.iter() {
                 let t = rec.tally();
                 total.live += t.live;
                 total.tombstones += t.tombstones;
@@ -429,139 +547,4 @@ impl TableBuilder {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::codec::encode_entry;
-    use crate::model::{Entry, Hlc, NodeId, Version};
-    use crate::testutil::binding;
-
-    fn live(aor: &str, contact: &str, expires: u64) -> Packed {
-        let e = Entry::Live(binding(aor, contact, Timestamp(expires)));
-        Packed::from_encoded(encode_entry(aor, contact, &e))
-    }
-
-    fn tomb(aor: &str, contact: &str, until: u64) -> Packed {
-        let e = Entry::Tombstone {
-            version: Version {
-                hlc: Hlc(1),
-                node: NodeId(1),
-            },
-            until: Timestamp(until),
-        };
-        Packed::from_encoded(encode_entry(aor, contact, &e))
-    }
-
-    fn counts(t: &Table) -> (u64, u64, u64) {
-        let c = t.counts();
-        (
-            c.aors.load(Ordering::Relaxed),
-            c.bindings.load(Ordering::Relaxed),
-            c.tombstones.load(Ordering::Relaxed),
-        )
-    }
-
-    #[test]
-    fn put_get_live_and_counts() {
-        let t = Table::new();
-        {
-            let mut s = t.lock("a@x");
-            s.put("a@x", live("a@x", "sip:1", 100), t.counts());
-            s.put("a@x", live("a@x", "sip:2", 50), t.counts());
-        }
-        assert_eq!(counts(&t), (1, 2, 0));
-        let s = t.lock("a@x");
-        assert_eq!(s.live("a@x", Timestamp(10)).len(), 2);
-        // Past one binding's expiry, lookup no longer shows it.
-        let at60: Vec<_> = s
-            .live("a@x", Timestamp(60))
-            .into_iter()
-            .map(|b| b.contact)
-            .collect();
-        assert_eq!(at60, vec!["sip:1".to_owned()]);
-        assert!(s.get("a@x", "sip:2").is_some());
-        assert!(s.get("a@x", "sip:3").is_none());
-        assert!(s.live("b@x", Timestamp(0)).is_empty());
-    }
-
-    #[test]
-    fn tombstone_replaces_binding_and_counts_follow() {
-        let t = Table::new();
-        let mut s = t.lock("a@x");
-        s.put("a@x", live("a@x", "sip:1", 100), t.counts());
-        s.put("a@x", tomb("a@x", "sip:1", 100), t.counts());
-        drop(s);
-        assert_eq!(counts(&t), (0, 0, 1));
-        let mut s = t.lock("a@x");
-        s.delete("a@x", "sip:1", t.counts());
-        assert!(s.aors.is_empty());
-        assert!(s.deadlines.is_empty());
-        drop(s);
-        assert_eq!(counts(&t), (0, 0, 0));
-    }
-
-    #[test]
-    fn index_tracks_earliest_deadline() {
-        let t = Table::new();
-        let mut s = t.lock("a@x");
-        s.put("a@x", live("a@x", "sip:1", 100), t.counts());
-        assert_eq!(s.deadlines.first().map(|d| d.0), Some(Timestamp(100)));
-        s.put("a@x", live("a@x", "sip:2", 40), t.counts());
-        assert_eq!(s.deadlines.len(), 1);
-        assert_eq!(s.deadlines.first().map(|d| d.0), Some(Timestamp(40)));
-        // Refreshing the early one moves the deadline to the other.
-        s.put("a@x", live("a@x", "sip:2", 300), t.counts());
-        assert_eq!(s.deadlines.len(), 1);
-        assert_eq!(s.deadlines.first().map(|d| d.0), Some(Timestamp(100)));
-    }
-
-    #[test]
-    fn expire_removes_only_what_is_due() {
-        let t = Table::new();
-        let mut s = t.lock("a@x");
-        s.put("a@x", live("a@x", "sip:1", 100), t.counts());
-        s.put("a@x", live("a@x", "sip:2", 40), t.counts());
-        s.put("a@x", tomb("a@x", "sip:3", 30), t.counts());
-        assert!(!s.has_due(Timestamp(29)));
-        assert!(s.has_due(Timestamp(40)));
-        let mut gone = Vec::new();
-        s.expire(Timestamp(40), t.counts(), |aor, entry| {
-            gone.push((aor.to_owned(), entry.contact().to_owned()))
-        });
-        gone.sort();
-        assert_eq!(
-            gone,
-            vec![
-                ("a@x".to_owned(), "sip:2".to_owned()),
-                ("a@x".to_owned(), "sip:3".to_owned())
-            ]
-        );
-        assert!(!s.has_due(Timestamp(99)));
-        assert_eq!(s.deadlines.first().map(|d| d.0), Some(Timestamp(100)));
-        drop(s);
-        assert_eq!(counts(&t), (1, 1, 0));
-        let mut s = t.lock("a@x");
-        s.expire(Timestamp(1000), t.counts(), |_, _| {});
-        assert!(s.aors.is_empty() && s.deadlines.is_empty());
-        drop(s);
-        assert_eq!(counts(&t), (0, 0, 0));
-    }
-
-    #[test]
-    fn from_rows_spreads_over_shards() {
-        let rows: Vec<Row> = (0..1000)
-            .map(|i| {
-                let aor = format!("u{i}@x");
-                let e = Entry::Live(binding(&aor, "sip:c", Timestamp(10)));
-                (aor.clone(), "sip:c".to_owned(), e)
-            })
-            .collect();
-        let t = Table::from_rows(rows);
-        assert_eq!(counts(&t), (1000, 1000, 0));
-        let used = t
-            .shards()
-            .iter()
-            .filter(|s| !s.lock().aors.is_empty())
-            .count();
-        assert_eq!(used, SHARDS);
-    }
-}
+mod tests;
