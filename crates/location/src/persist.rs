@@ -105,8 +105,13 @@ pub const COMMIT_INTERVAL: std::time::Duration = std::time::Duration::from_micro
 /// else arrives to share the fsync: pacing took a client with two in
 /// flight from 14,400 to 6,700 REGISTERs/s (BENCHMARKS.md). A large group
 /// means many independent senders, whose requests keep arriving while
-/// the writer waits, which is when the wait saves fsyncs.
-pub const PACE_FROM_GROUP: usize = 4;
+/// the writer waits, which is when the wait saves fsyncs. Why 16
+/// (`bench/quick.sh` and `bench/profile.sh` on the 2-core machine, against
+/// 4 and against no pacing at all): with 16 in flight a client got 27,000-
+/// 28,500 REGISTERs/s (4: 22,000-25,700; none: 27,800-28,600), and at
+/// 60,000/s paced the server's CPU per REGISTER stayed at 11.9-12.5 µs (4:
+/// 12.2-12.5; none: 13.5-14.1), where groups are ~20 and still paced.
+pub const PACE_FROM_GROUP: usize = 16;
 
 /// Tuning of the log and snapshots. The defaults suit production; tests
 /// shrink them to exercise many segments and snapshots quickly.

@@ -1293,10 +1293,10 @@ fn commit_interval_paces_commits_under_load_only() {
             start.elapsed()
         );
     }
-    // Many writers at once: rounds of 32 concurrent writes. A round's
-    // writes are split over at most a few groups, so one of them has at
-    // least PACE_FROM_GROUP, and from then on each round is paced and
-    // gathered into one group.
+    // Many writers at once: rounds of 128 concurrent writes. A round's
+    // writes are split over a few groups (those queued during one fsync
+    // form the next), so one of them has at least PACE_FROM_GROUP, and
+    // from then on each round is paced and gathered into one group.
     let burst = |prefix: &str, n: usize| {
         let commits: Vec<Commit> = (0..n)
             .map(|i| {
@@ -1310,7 +1310,7 @@ fn commit_interval_paces_commits_under_load_only() {
         }
     };
     for round in 0..3 {
-        burst(&format!("warm{round}-"), 32);
+        burst(&format!("warm{round}-"), 128);
     }
     let before = loc.commit_stats();
     let start = std::time::Instant::now();
@@ -1324,7 +1324,8 @@ fn commit_interval_paces_commits_under_load_only() {
         "{before:?} -> {after:?}"
     );
     assert_eq!(after.requests - before.requests, 3);
-    // That group was small, so the next write goes at once.
+    // That group was small (3 < PACE_FROM_GROUP), so the next write goes
+    // at once.
     let start = std::time::Instant::now();
     register(&loc, b("e@x", "sip:1", 60));
     assert!(
