@@ -41,7 +41,7 @@ use crate::codec::Row;
 use crate::model::Binding;
 use crate::packed::Packed;
 use hashbrown::HashTable;
-use hashbrown::hash_table::Entry as Slot;
+use hashbrown::hash_table::{Entry as Slot, OccupiedEntry};
 use parking_lot::{Mutex, MutexGuard};
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry as Filed;
@@ -300,12 +300,7 @@ impl Shard {
         let slots = found.get_mut();
         let (before, old) = (slots.tally(), slots.deadline());
         slots.retain(|p| !p.has_contact(contact));
-        let (after, new) = if slots.is_empty() {
-            found.remove();
-            (Tally::default(), None)
-        } else {
-            (slots.tally(), Some(slots.deadline()))
-        };
+        let (after, new) = settle_entry(found);
         self.refile(hash, Some(old), new);
         counts.adjust(before, after);
     }
@@ -370,12 +365,7 @@ impl Shard {
                     }
                 }
                 slots.settle();
-                let (after, new) = if slots.is_empty() {
-                    found.remove();
-                    (Tally::default(), None)
-                } else {
-                    (slots.tally(), Some(slots.deadline()))
-                };
+                let (after, new) = settle_entry(found);
                 self.refile(hash, Some(old), new);
                 counts.adjust(before, after);
             }
@@ -393,6 +383,19 @@ impl Shard {
     /// Every AoR with its entries (for dumps and snapshots).
     pub(crate) fn records(&self) -> impl Iterator<Item = (&str, &[Packed])> {
         self.aors.iter().map(|r| (r.aor(), r.as_slice()))
+    }
+}
+
+/// After an edit of the entries `found` holds: remove them from the table
+/// if none is left (a stored `Slots` is never empty), and return their
+/// tally and earliest deadline now (`None`: no longer held).
+fn settle_entry(found: OccupiedEntry<'_, Slots>) -> (Tally, Option<Timestamp>) {
+    if found.get().is_empty() {
+        found.remove();
+        (Tally::default(), None)
+    } else {
+        let slots = found.get();
+        (slots.tally(), Some(slots.deadline()))
     }
 }
 
