@@ -102,8 +102,8 @@ pub const COMMIT_INTERVAL: std::time::Duration = std::time::Duration::from_micro
 /// few writers, and a few writers that each wait for their answer before
 /// sending more (a proxy with a handful of REGISTERs in flight, a
 /// provisioning script) would only be slowed by the wait, since nothing
-/// else arrives to share the fsync: pacing took a client with two in
-/// flight from 14,400 to 6,700 REGISTERs/s (BENCHMARKS.md). A large group
+/// else arrives to share the fsync: pacing took a client with 4 in flight
+/// from 14,400 to 6,700 REGISTERs/s (BENCHMARKS.md). A large group
 /// means many independent senders, whose requests keep arriving while
 /// the writer waits, which is when the wait saves fsyncs. Why 16
 /// (`bench/quick.sh` and `bench/profile.sh` on the 2-core machine, against
@@ -126,10 +126,11 @@ pub struct StoreOptions {
     /// [`PACE_FROM_GROUP`] requests or more. A write arriving later than
     /// this after the last commit started, or after a small group, is
     /// written at once, so an idle or lightly loaded node adds no latency;
-    /// under load each fsync covers the writes of a whole interval. Why: an fsync costs the writer tens
-    /// of microseconds of CPU whatever it carries (on a virtual disk, the
-    /// device kicks and interrupts; BENCHMARKS.md), so spacing them trades
-    /// up to this much added latency for less CPU per REGISTER.
+    /// under load each fsync covers the writes of a whole interval. Why:
+    /// an fsync costs the writer tens of microseconds of CPU whatever it
+    /// carries (on a virtual disk, the device kicks and interrupts;
+    /// BENCHMARKS.md), so spacing them trades up to this much added
+    /// latency for less CPU per REGISTER.
     pub commit_interval: std::time::Duration,
 }
 
