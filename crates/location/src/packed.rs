@@ -69,10 +69,7 @@ impl Packed {
 
     /// Position just past the AoR and contact strings, and the contact's range.
     fn head(&self) -> (usize, std::ops::Range<usize>) {
-        let b = &self.0;
-        let (aor_len, p) = varint(b, 2);
-        let (contact_len, p) = varint(b, p + aor_len);
-        let start = p;
+        let (contact_len, start) = varint(&self.0, self.aor_range().end);
         (start + contact_len, start..start + contact_len)
     }
 

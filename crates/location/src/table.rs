@@ -243,6 +243,29 @@ impl Shard {
             .find(self.hasher.hash(aor), |slots| slots.has_aor(aor))
     }
 
+    /// The place of `aor`'s entries, held or not, and the hash it is filed
+    /// under (for the expiry index).
+    fn entry(&mut self, aor: &str) -> (u64, Slot<'_, Slots>) {
+        let hash = self.hasher.hash(aor);
+        let hasher = &self.hasher;
+        let slot = self.aors.entry(
+            hash,
+            |slots| slots.has_aor(aor),
+            |slots| hasher.hash(slots.aor()),
+        );
+        (hash, slot)
+    }
+
+    /// `aor`'s entries for editing, if held, and the hash they are filed under.
+    fn find_mut(&mut self, aor: &str) -> Option<(u64, OccupiedEntry<'_, Slots>)> {
+        let hash = self.hasher.hash(aor);
+        let found = self
+            .aors
+            .find_entry(hash, |slots| slots.has_aor(aor))
+            .ok()?;
+        Some((hash, found))
+    }
+
     /// Live (not yet expired at `now`) bindings of `aor`, decoded.
     pub(crate) fn live(&self, aor: &str, now: Timestamp) -> Vec<Binding> {
         self.find(aor)
@@ -267,13 +290,7 @@ impl Shard {
     /// Store `entry` under `aor` (its contact is the rest of the key).
     pub(crate) fn put(&mut self, aor: &str, entry: Packed, counts: &Counts) {
         debug_assert!(entry.has_aor(aor), "an entry is stored under its own AoR");
-        let hash = self.hasher.hash(aor);
-        let hasher = &self.hasher;
-        let slot = self.aors.entry(
-            hash,
-            |slots| slots.has_aor(aor),
-            |slots| hasher.hash(slots.aor()),
-        );
+        let (hash, slot) = self.entry(aor);
         let (before, old_deadline, after, new_deadline) = match slot {
             Slot::Occupied(mut o) => {
                 let slots = o.get_mut();
@@ -293,8 +310,7 @@ impl Shard {
     /// Delete the key (`aor`, `contact`).
     #[cfg(test)]
     pub(crate) fn delete(&mut self, aor: &str, contact: &str, counts: &Counts) {
-        let hash = self.hasher.hash(aor);
-        let Ok(mut found) = self.aors.find_entry(hash, |slots| slots.has_aor(aor)) else {
+        let Some((hash, mut found)) = self.find_mut(aor) else {
             return;
         };
         let slots = found.get_mut();
@@ -466,13 +482,7 @@ impl TableBuilder {
     pub(crate) fn insert(&mut self, aor: &str, entry: Packed) {
         debug_assert!(entry.has_aor(aor), "an entry is stored under its own AoR");
         let i = self.table.shard_index(aor);
-        let shard = self.table.shards[i].get_mut();
-        let hasher = &shard.hasher;
-        match shard.aors.entry(
-            hasher.hash(aor),
-            |slots| slots.has_aor(aor),
-            |slots| hasher.hash(slots.aor()),
-        ) {
+        match self.table.shards[i].get_mut().entry(aor).1 {
             Slot::Occupied(mut o) => o.get_mut().put(entry),
             Slot::Vacant(v) => {
                 v.insert(Slots::One(entry));
@@ -483,9 +493,7 @@ impl TableBuilder {
     /// Remove one key (a deletion replayed from the log).
     pub(crate) fn remove(&mut self, aor: &str, contact: &str) {
         let i = self.table.shard_index(aor);
-        let shard = self.table.shards[i].get_mut();
-        let hash = shard.hasher.hash(aor);
-        if let Ok(mut found) = shard.aors.find_entry(hash, |slots| slots.has_aor(aor)) {
+        if let Some((_, mut found)) = self.table.shards[i].get_mut().find_mut(aor) {
             let slots = found.get_mut();
             slots.retain(|p| !p.has_contact(contact));
             if slots.is_empty() {
