@@ -7,6 +7,8 @@
 //! <dir>/snapshot-<N>.rms              every entry and subscriber; covers segments <= N
 //! <dir>/snapshot-<N>.rms.tmp          a snapshot being written (deleted at open)
 //! <dir>/recycle-<N>.rmr               a covered segment kept for reuse (at most 2)
+//! <dir>/recycle-zero-<N>.rmr          a zero-filled spare segment (counts among the 2)
+//! <dir>/recycle-zero-<N>.rmr.tmp      a spare being filled (deleted at open)
 //! ```
 //!
 //! Both file kinds start with a 24-byte header: an 8-byte magic
@@ -39,6 +41,17 @@
 //! in one of them, overwriting it in place. The old records left in it can
 //! never pass for new ones: every record's checksum covers the number of
 //! the segment it was written for.
+//!
+//! **Zero-filled spares.** A store that has no covered segment to reuse
+//! (a new one, or one whose log grew faster than snapshots freed segments)
+//! would append to a growing file, and every fdatasync would write the
+//! inode as well: measured at 10,000 REGISTER/s, about 10% more CPU per
+//! REGISTER (BENCHMARKS.md). So once the writer has written a 64th of a
+//! segment into a new file, the snapshot thread fills a spare with zeros
+//! in the background ([`make_spare`]), durable before it is renamed into
+//! place, and the writer moves on to it as soon as it is there. Zeros read as the
+//! end of the records (a zero length is never a record), exactly like the
+//! space after the records of a recycled segment.
 //!
 //! Putting the file's N into every record's checksum means a record left
 //! over from another file (a reused or copied segment) never passes for a
@@ -119,6 +132,58 @@ pub(crate) fn snapshot_name(n: u64) -> String {
 
 fn recycled_name(n: u64) -> String {
     format!("recycle-{n:020}.rmr")
+}
+
+fn spare_name(n: u64) -> String {
+    format!("recycle-zero-{n:020}.rmr")
+}
+
+/// Bytes written between two fsyncs while filling a spare: like a
+/// snapshot's ([`SNAPSHOT_SYNC_BYTES`]), so that a commit's device flush
+/// never waits behind a whole segment of zeros.
+const SPARE_SYNC_BYTES: u64 = 4 << 20;
+
+/// Fill a spare segment of `len` bytes with zeros, make it durable and
+/// rename it to `recycle-zero-<n>.rmr`, where the writer's next segment
+/// can start ([`recycled`]). `n` only makes the name unique (the number of
+/// the segment that had to grow). Gives up, removing its temporary file,
+/// as soon as `stop` returns true (the store is closing); returns whether
+/// the spare was made.
+pub(crate) fn make_spare(
+    dir: &Path,
+    n: u64,
+    len: u64,
+    stop: impl Fn() -> bool,
+) -> std::io::Result<bool> {
+    use std::os::unix::fs::FileExt as _;
+    let done = dir.join(spare_name(n));
+    let tmp = dir.join(format!("{}.tmp", spare_name(n)));
+    let result = (|| {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        let zeros = vec![0u8; SPARE_SYNC_BYTES as usize];
+        let mut at = 0;
+        while at < len {
+            if stop() {
+                return Ok(false);
+            }
+            let chunk = (len - at).min(SPARE_SYNC_BYTES) as usize;
+            file.write_all_at(&zeros[..chunk], at)?;
+            file.sync_data()?;
+            at += chunk as u64;
+        }
+        file.sync_all()?;
+        std::fs::rename(&tmp, &done)?;
+        sync_dir(dir)?;
+        Ok(true)
+    })();
+    if !matches!(result, Ok(true)) {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// Recycled segments in `dir` (full paths), any order.
@@ -322,7 +387,7 @@ pub(crate) fn open(dir: &Path, node: NodeId, now: Timestamp) -> Result<Loaded, S
         let item = item.map_err(open_err)?;
         let name = item.file_name();
         let Some(name) = name.to_str() else { continue };
-        if name.ends_with(".rms.tmp") {
+        if name.ends_with(".rms.tmp") || name.ends_with(".rmr.tmp") {
             temporaries.push(item.path());
         } else if let Some((kind, n)) = parse_name(name) {
             match kind {
@@ -403,7 +468,7 @@ pub(crate) fn open(dir: &Path, node: NodeId, now: Timestamp) -> Result<Loaded, S
     }
     for t in temporaries {
         if let Err(e) = std::fs::remove_file(&t) {
-            tracing::warn!(path = %t.display(), error = %e, "could not remove an unfinished snapshot");
+            tracing::warn!(path = %t.display(), error = %e, "could not remove an unfinished snapshot or spare segment");
         }
     }
     if let Some(b) = base {

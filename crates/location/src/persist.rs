@@ -59,6 +59,12 @@
 //! replayed to the same final value). A failed snapshot is logged, counted
 //! and retried after more log has been written; it never endangers the
 //! log, which stays until a snapshot covers it.
+//!
+//! When the writer appends to a segment it had to start in a new, growing
+//! file (no covered segment to reuse) and a 64th of a segment has been
+//! written to it, the same thread fills a zero spare in the background
+//! (`disk::make_spare`), and the writer moves to it at the first commit
+//! after it is ready, so appends overwrite in place again.
 
 use crate::clock::Clock;
 use crate::commit::{self, Commit, Completer};
@@ -198,6 +204,21 @@ pub(crate) struct Source {
     pub(crate) clock: Arc<dyn Clock>,
 }
 
+/// What the checkpointer thread is asked to do.
+enum Job {
+    /// Write a snapshot covering segments up to this one.
+    Snapshot(u64),
+    /// Fill a zero spare segment (named after this growing segment).
+    Spare(u64),
+}
+
+/// Length of a zero spare: a segment closes once it passes `segment_bytes`,
+/// so the commit that crosses the limit still lands in the spare's zeros
+/// unless it is larger than the slack.
+fn spare_len(segment_bytes: u64) -> u64 {
+    segment_bytes + (segment_bytes / 16).min(1 << 20)
+}
+
 /// Shared between the writer thread and its handle.
 #[derive(Debug, Default)]
 struct Shared {
@@ -220,8 +241,12 @@ struct Shared {
     snapshot_bytes: AtomicU64,
     /// A snapshot is being written.
     checkpoint_busy: AtomicBool,
-    /// Tells the checkpointer to abandon its snapshot (closing).
+    /// Tells the checkpointer to abandon its snapshot or spare (closing).
     stop_checkpoint: AtomicBool,
+    /// A zero spare was asked for and is not finished (at most one).
+    spare_pending: AtomicBool,
+    /// A zero spare is in the directory for the writer to move to.
+    spare_ready: AtomicBool,
     snapshots: AtomicU64,
     snapshot_failures: AtomicU64,
 }
@@ -293,7 +318,8 @@ impl Writer {
         shared
             .snapshot_bytes
             .store(snapshot_bytes, Ordering::Relaxed);
-        let (ck_tx, ck_rx) = mpsc::sync_channel(1);
+        // Room for one snapshot and one spare: neither request is dropped.
+        let (ck_tx, ck_rx) = mpsc::sync_channel(2);
         let ck_shared = shared.clone();
         let ck_dir = dir.clone();
         let checkpointer = std::thread::Builder::new()
@@ -487,6 +513,8 @@ struct Log {
     file: File,
     /// Where the next record goes (the file may be longer: recycled).
     len: u64,
+    /// The segment started in a new file, so every append changes its size.
+    grows: bool,
     buf: Vec<u8>,
 }
 
@@ -517,6 +545,7 @@ impl Log {
             n,
             file,
             len: disk::HEADER_LEN,
+            grows: reused.is_none(),
             buf: Vec::with_capacity(1 << 20),
         })
     }
@@ -567,12 +596,28 @@ struct WriterState {
     options: StoreOptions,
     /// Held until the thread ends: the directory is ours while it runs.
     _lock: File,
-    checkpoint: Option<(mpsc::SyncSender<u64>, std::thread::JoinHandle<()>)>,
+    checkpoint: Option<(mpsc::SyncSender<Job>, std::thread::JoinHandle<()>)>,
 }
 
 impl WriterState {
-    /// Rotate when the segment is full or a snapshot is due, and hand the
-    /// closed segment to the checkpointer when one is.
+    /// Ask the checkpointer for a zero spare if the current segment grows,
+    /// has had a 64th of a segment written to it (a store that writes
+    /// little never pays for a segment of zeros: tests, a quiet node) and
+    /// none is on its way.
+    fn want_spare(&self, shared: &Shared) {
+        if self.log.grows
+            && self.log.len >= self.options.segment_bytes / 64
+            && let Some((tx, _)) = &self.checkpoint
+            && !shared.spare_pending.swap(true, Ordering::AcqRel)
+            && tx.try_send(Job::Spare(self.log.n)).is_err()
+        {
+            shared.spare_pending.store(false, Ordering::Release);
+        }
+    }
+
+    /// Rotate when the segment is full or a snapshot is due, or when it
+    /// grows and a zero spare is ready; hand the closed segment to the
+    /// checkpointer when a snapshot is due.
     fn maintain(&mut self, shared: &Shared, force: bool) -> std::io::Result<()> {
         let since = shared.since_snapshot.load(Ordering::Relaxed);
         let due = (force
@@ -580,14 +625,21 @@ impl WriterState {
                 >= (self.options.snapshot_min_log_bytes)
                     .max(shared.snapshot_bytes.load(Ordering::Relaxed)))
             && !shared.checkpoint_busy.load(Ordering::Acquire);
-        if !due && self.log.len < self.options.segment_bytes {
+        let move_to_spare = self.log.grows && shared.spare_ready.load(Ordering::Acquire);
+        if !due && !move_to_spare && self.log.len < self.options.segment_bytes {
+            self.want_spare(shared);
             return Ok(());
+        }
+        if self.log.grows {
+            // Whatever the next segment starts in, it takes the spare if
+            // there is one; a later one is asked for if it has to grow.
+            shared.spare_ready.store(false, Ordering::Release);
         }
         let closed = self.log.rotate()?;
         if due && let Some((tx, _)) = &self.checkpoint {
             shared.checkpoint_busy.store(true, Ordering::Release);
             shared.since_snapshot.store(0, Ordering::Relaxed);
-            if tx.try_send(closed).is_err() {
+            if tx.try_send(Job::Snapshot(closed)).is_err() {
                 shared.checkpoint_busy.store(false, Ordering::Release);
             }
         }
@@ -735,16 +787,30 @@ fn write_batch(log: &mut Log, writes: &mut Vec<(Vec<PersistOp>, Option<Reply>)>,
     }
 }
 
-/// The checkpointer thread: one snapshot per segment number received.
+/// The checkpointer thread: snapshots and zero spares, one job at a time.
 fn checkpointer(
     dir: PathBuf,
     node: NodeId,
     source: Source,
-    rx: mpsc::Receiver<u64>,
+    rx: mpsc::Receiver<Job>,
     shared: Arc<Shared>,
     segment_bytes: u64,
 ) {
-    while let Ok(n) = rx.recv() {
+    while let Ok(job) = rx.recv() {
+        let n = match job {
+            Job::Snapshot(n) => n,
+            Job::Spare(n) => {
+                let stop = || shared.stop_checkpoint.load(Ordering::Acquire);
+                match disk::make_spare(&dir, n, spare_len(segment_bytes), stop) {
+                    Ok(made) => shared.spare_ready.store(made, Ordering::Release),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not prepare a spare change-log segment; appends go on into a growing file");
+                    }
+                }
+                shared.spare_pending.store(false, Ordering::Release);
+                continue;
+            }
+        };
         let watch = crate::clock::Stopwatch::start();
         let result = disk::write_snapshot(&dir, node, n, |sink| {
             let now = source.clock.now();

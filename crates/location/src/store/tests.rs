@@ -972,6 +972,17 @@ fn an_unfinished_snapshot_is_removed_at_open() {
     assert!(!tmp.exists());
 }
 
+#[test]
+fn an_unfinished_spare_segment_is_removed_at_open() {
+    let fx = Fixture::new();
+    closed_store_with_data(&fx);
+    let tmp = fx.path().join("recycle-zero-00000000000000000001.rmr.tmp");
+    std::fs::write(&tmp, [0u8; 4096]).expect("write");
+    let loc = fx.open();
+    assert_eq!(loc.stats().bindings, 2);
+    assert!(!tmp.exists());
+}
+
 /// Run a future on this thread (the store's own futures need no runtime).
 fn futures_lite_block_on<F: Future>(f: F) -> F::Output {
     let c = std::pin::pin!(f);
@@ -1244,14 +1255,18 @@ fn a_crash_image_inside_a_recycled_segment_opens_to_the_acknowledged_table() {
             c.wait_blocking().expect("durable");
         }
         // The newest segment started in a recycled file when it is longer
-        // than what was written to it.
+        // than what was written to it and ends in old records (a zero
+        // spare ends in zeros).
         let stats = loc.commit_stats();
         reused = stats.snapshots >= 2
             && files(&fx.path())
                 .iter()
                 .rfind(|n| n.starts_with("log-"))
-                .and_then(|n| std::fs::metadata(fx.path().join(n)).ok())
-                .is_some_and(|m| m.len() >= options.segment_bytes)
+                .and_then(|n| std::fs::read(fx.path().join(n)).ok())
+                .is_some_and(|bytes| {
+                    bytes.len() as u64 >= options.segment_bytes
+                        && bytes[bytes.len() - 256..].iter().any(|&b| b != 0)
+                })
             && !stats.snapshot_in_progress;
     }
     assert!(
@@ -1333,4 +1348,77 @@ fn commit_interval_paces_commits_under_load_only() {
         "a write after a small group waited {:?}",
         start.elapsed()
     );
+}
+
+/// The newest `log-*` segment: its name and length.
+fn newest_segment(path: &Path) -> (String, u64) {
+    let name = files(path)
+        .into_iter()
+        .rfind(|n| n.starts_with("log-"))
+        .expect("a segment");
+    let len = std::fs::metadata(path.join(&name)).expect("stat").len();
+    (name, len)
+}
+
+/// A new store has no covered segment to reuse, so its first segment grows
+/// with every append (and each fdatasync writes the inode too). Once a
+/// 64th of a segment is written, a zero-filled spare is made in the
+/// background and the writer moves to it; everything acknowledged before,
+/// during and after the move is in a crash image and in a clean reopen.
+#[test]
+fn a_new_store_moves_to_a_zero_spare_and_loses_nothing() {
+    let fx = Fixture::new();
+    let options = StoreOptions {
+        segment_bytes: 256 << 10,
+        ..StoreOptions::default()
+    };
+    let loc = Location::open_with(&fx.path(), NODE, fx.clock.clone(), options).expect("open");
+    let (first, len) = newest_segment(&fx.path());
+    assert!(
+        len < 4096,
+        "a new store starts in a new file: {first} {len}"
+    );
+    // Write until the writer is in a segment longer than what it holds
+    // (the spare's zeros), or give up after 5 s.
+    let mut i = 0u32;
+    let moved = loop {
+        for _ in 0..20 {
+            i += 1;
+            register(&loc, b(&format!("u{i}@x"), "sip:p@192.0.2.1", 3600));
+        }
+        let (name, len) = newest_segment(&fx.path());
+        if name != first && len >= options.segment_bytes {
+            break Some((name, len));
+        }
+        if i > 20_000 {
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    let (name, len) = moved.expect("the writer moved to a zero spare");
+    let bytes = std::fs::read(fx.path().join(&name)).expect("read");
+    assert!(
+        bytes[bytes.len() - 1024..].iter().all(|&b| b == 0),
+        "{name} ({len} bytes) ends in the spare's zeros"
+    );
+    assert!(
+        !files(&fx.path()).iter().any(|n| n.ends_with(".tmp")),
+        "no temporary file left: {:?}",
+        files(&fx.path())
+    );
+    // Writes after the move go into the spare, in place.
+    for j in 0..50 {
+        register(&loc, b(&format!("after{j}@x"), "sip:p@192.0.2.1", 3600));
+    }
+    assert_eq!(newest_segment(&fx.path()), (name.clone(), len));
+    let dump = loc.dump();
+    assert_eq!(loc.stats().bindings, u64::from(i) + 50);
+    let image = fx.dir.path().join("crash");
+    copy_dir(&fx.path(), &image);
+    let crashed = Location::open(&image, NODE, fx.clock.clone()).expect("open crash image");
+    assert_eq!(crashed.dump(), dump);
+    drop(crashed);
+    loc.close().expect("close");
+    drop(loc);
+    assert_eq!(fx.open().dump(), dump);
 }
