@@ -129,23 +129,7 @@ start_regmesh() { # auth(0|1) [keep]
 }
 stop_regmesh() { kill "$RPID" 2>/dev/null || true; wait "$RPID" 2>/dev/null || true; RPID=; }
 
-provision_regmesh() { # n
-  python3 - "$1" "$RPC" "$PASSWORD" <<'PY'
-import json, sys, urllib.request
-n, rpc, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-for start in range(0, n, 1000):  # the RPC's batch limit is 1000
-    batch = [{"jsonrpc": "2.0", "id": i, "method": "subscriber.add",
-              "params": [f"user{i}@example.com", pw]} for i in range(start, min(n, start + 1000))]
-    req = urllib.request.Request(f"http://{rpc}/RPC", json.dumps(batch).encode(),
-                                 {"Content-Type": "application/json"})
-    out = json.load(urllib.request.urlopen(req, timeout=120))
-    if not isinstance(out, list):
-        sys.exit(f"provisioning failed: {out}")
-    bad = [r for r in out if "error" in r]
-    if bad:
-        sys.exit(f"provisioning failed: {bad[0]}")
-PY
-}
+provision_regmesh() { regmesh_provision "$1" "$RPC" "$PASSWORD"; } # n
 
 rpc_stats() { # -> JSON string of usrloc statistics (regmesh)
   curl -s -m 30 -d '{"jsonrpc":"2.0","id":1,"method":"stats.fetch","params":["usrloc:"]}' "http://$RPC/RPC" || echo null

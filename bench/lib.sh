@@ -42,3 +42,23 @@ regmesh_serve() {
   tail -20 "$3/regmesh.log" >&2
   return 1
 }
+
+# regmesh_provision N RPC PASSWORD: add subscribers user0..user(N-1)@example.com
+# with PASSWORD through JSON-RPC at RPC (host:port); exit on any error.
+regmesh_provision() {
+  python3 - "$1" "$2" "$3" <<'PY'
+import json, sys, urllib.request
+n, rpc, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+for start in range(0, n, 1000):  # the RPC's batch limit is 1000
+    batch = [{"jsonrpc": "2.0", "id": i, "method": "subscriber.add",
+              "params": [f"user{i}@example.com", pw]} for i in range(start, min(n, start + 1000))]
+    req = urllib.request.Request(f"http://{rpc}/RPC", json.dumps(batch).encode(),
+                                 {"Content-Type": "application/json"})
+    out = json.load(urllib.request.urlopen(req, timeout=120))
+    if not isinstance(out, list):
+        sys.exit(f"provisioning failed: {out}")
+    bad = [r for r in out if "error" in r]
+    if bad:
+        sys.exit(f"provisioning failed: {bad[0]}")
+PY
+}

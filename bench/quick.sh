@@ -26,16 +26,7 @@ regmesh_serve "$BIN" "$OUT/regmesh.toml" "$OUT"
 trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true' EXIT
 auth_args=()
 if [ "$AUTH" = 1 ]; then
-  python3 - "$AORS" "$RPC" "$PASSWORD" <<'PY'
-import json, sys, urllib.request
-n, rpc, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-for start in range(0, n, 1000):
-    batch = [{"jsonrpc": "2.0", "id": i, "method": "subscriber.add",
-              "params": [f"user{i}@example.com", pw]} for i in range(start, min(n, start + 1000))]
-    req = urllib.request.Request(f"http://{rpc}/RPC", json.dumps(batch).encode(),
-                                 {"Content-Type": "application/json"})
-    json.load(urllib.request.urlopen(req, timeout=120))
-PY
+  regmesh_provision "$AORS" "$RPC" "$PASSWORD"
   auth_args=(--password "$PASSWORD")
 fi
 cpu() { awk '{print $14 + $15}' "/proc/$PID/stat"; }

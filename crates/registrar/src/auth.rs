@@ -30,7 +30,6 @@ use md5::Md5;
 use regmesh_location::{Subscriber, Timestamp};
 use regmesh_sip::{NameAddr, ParseError, Request};
 use sha2::{Digest, Sha256};
-use std::fmt::Write as _;
 
 /// A digest algorithm (RFC 7616 §3.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,10 +78,14 @@ impl Algorithm {
     }
 }
 
+/// Lowercase hex, by table: this runs twice per authenticated REGISTER,
+/// and `write!` per byte showed up in its profile (BENCHMARKS.md).
 fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
+    for &b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
     }
     s
 }

@@ -275,7 +275,11 @@ fn tag_of(call_id: &str, from_tag: &str) -> String {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    format!("{h:016x}")
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    (0..16)
+        .rev()
+        .map(|i| char::from(DIGITS[((h >> (i * 4)) & 0xf) as usize]))
+        .collect()
 }
 
 #[cfg(test)]

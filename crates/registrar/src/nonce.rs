@@ -63,10 +63,25 @@ const SIGNED_LEN: usize = 16;
 pub const DEFAULT_NONCE_CAPACITY: usize = 262_144;
 
 fn mac(secret: &[u8], signed: &[u8]) -> HmacSha256 {
-    // invariant: HMAC accepts keys of any length (RFC 2104 §2 hashes long
-    // keys and pads short ones), so `new_from_slice` cannot fail.
-    let mut m = <HmacSha256 as Mac>::new_from_slice(secret)
-        .expect("invariant: HMAC accepts any key length");
+    // Keying HMAC hashes the padded key twice (RFC 2104 §2), as much work
+    // as signing the 16 bytes of a nonce. Every nonce of a node is signed
+    // with the same secret, so each thread keeps the keyed state and
+    // clones it.
+    thread_local! {
+        static KEYED: std::cell::RefCell<Option<(Vec<u8>, HmacSha256)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let mut m = KEYED.with_borrow_mut(|keyed| match keyed {
+        Some((key, m)) if key.as_slice() == secret => m.clone(),
+        _ => {
+            // invariant: HMAC accepts keys of any length (RFC 2104 §2
+            // hashes long keys and pads short ones), so this cannot fail.
+            let m = <HmacSha256 as Mac>::new_from_slice(secret)
+                .expect("invariant: HMAC accepts any key length");
+            *keyed = Some((secret.to_vec(), m.clone()));
+            m
+        }
+    });
     m.update(signed);
     m
 }
@@ -139,10 +154,34 @@ pub enum NcVerdict {
 
 type Tag = [u8; NONCE_LEN - SIGNED_LEN];
 
+/// A plain multiply-and-rotate hash for tags. A tag is an HMAC under the
+/// node's secret, checked before it reaches the table, so its bytes are
+/// already uniform and nobody without the secret can choose them:
+/// SipHash's protection against chosen keys buys nothing here, and costs
+/// more than the rest of the lookup.
+#[derive(Debug, Default, Clone, Copy)]
+struct TagHasher(u64);
+
+impl std::hash::Hasher for TagHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+}
+
+type TagMap = HashMap<Tag, u32, std::hash::BuildHasherDefault<TagHasher>>;
+
 #[derive(Debug, Default)]
 struct Inner {
     /// tag → highest accepted nc.
-    seen: HashMap<Tag, u32>,
+    seen: TagMap,
     /// The tags of `seen` in the order they entered, with their issue
     /// times: the front leaves first.
     order: VecDeque<(u64, Tag)>,
@@ -247,6 +286,25 @@ mod tests {
                 .is_stale(later, 300)
         );
         assert_eq!(verify(b"another secret of some length", &n, now, 300), None);
+        // The keyed HMAC a thread keeps follows the secret it is given.
+        let other = mint(b"another secret of some length", now, [7; 8]);
+        assert_ne!(other, n);
+        assert!(verify(SECRET, &n, now, 300).is_some());
+        assert_eq!(verify(SECRET, &other, now, 300), None);
+        assert!(verify(b"another secret of some length", &other, now, 300).is_some());
+    }
+
+    /// The signature is HMAC-SHA-256 (RFC 2104) of the first 16 bytes,
+    /// truncated: recomputed here without the cached key.
+    #[test]
+    fn the_signature_is_hmac_sha256_of_time_and_random() {
+        let now = Timestamp::from_secs(1_700_000_000);
+        let n = mint(SECRET, now, [9; 8]);
+        let raw = URL_SAFE_NO_PAD.decode(&n).expect("base64");
+        let mut m = <HmacSha256 as Mac>::new_from_slice(SECRET).expect("any key");
+        m.update(&raw[..SIGNED_LEN]);
+        let tag = m.finalize().into_bytes();
+        assert_eq!(&raw[SIGNED_LEN..], &tag[..NONCE_LEN - SIGNED_LEN]);
     }
 
     #[test]

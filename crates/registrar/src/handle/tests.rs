@@ -292,6 +292,30 @@ fn to_tag_is_stable_per_call_id_and_from_tag() {
     assert_eq!(a.len(), 16);
 }
 
+/// The tag is the 64-bit FNV-1a of `call-id \0 from-tag` in 16 lowercase
+/// hex digits, leading zeros kept.
+#[test]
+fn tag_of_is_fnv1a_in_sixteen_hex_digits() {
+    let fnv = |s: &[u8]| {
+        s.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+    };
+    for (call_id, from_tag) in [("", ""), ("a84b4c76e66710", "1928301774"), ("x", "")] {
+        let mut input = call_id.as_bytes().to_vec();
+        input.push(0);
+        input.extend_from_slice(from_tag.as_bytes());
+        assert_eq!(tag_of(call_id, from_tag), format!("{:016x}", fnv(&input)));
+    }
+    // One whose hash has leading zero nibbles still gives 16 digits.
+    let short = (0u32..)
+        .map(|i| i.to_string())
+        .find(|c| fnv(format!("{c}\0").as_bytes()) >> 60 == 0)
+        .expect("some input hashes below 2^60");
+    let tag = tag_of(&short, "");
+    assert!(tag.starts_with('0') && tag.len() == 16, "{tag}");
+}
+
 #[test]
 fn unhealthy_store_answers_503_with_retry_after() {
     let n = node_with(false);
