@@ -46,6 +46,20 @@ fn generator_registers_over_udp_and_tcp_and_counts_every_answer() {
     assert_eq!(r["timeouts"], 0, "{r}");
     assert_eq!(r["errors"], 0, "{r}");
     assert_eq!(r["latency_samples"], 300, "{r}");
+    // The per-second timeline covers the run (300 at 1,000/s: its first
+    // second), and its slowest answer is the run's.
+    let timeline = &r["latency_timeline"];
+    let max_by_second = timeline["max_us_by_second"].as_array().expect("timeline");
+    assert!((1..=2).contains(&max_by_second.len()), "{r}");
+    let slowest = max_by_second.iter().filter_map(Value::as_u64).max();
+    assert_eq!(slowest, r["latency_us"]["max"].as_u64(), "{r}");
+    let slow: u64 = timeline["slow_by_second"]
+        .as_array()
+        .expect("slow counts")
+        .iter()
+        .filter_map(Value::as_u64)
+        .sum();
+    assert!(slow <= 300, "{r}");
     let stats = json::statistics(&node.rpc("stats.get_statistics", json!(["all"])));
     assert_eq!(json::stat(&stats, "usrloc:location-contacts"), 300);
 

@@ -22,14 +22,26 @@
 //! accepted only if its `nc` is above every earlier accepted one. The table
 //! is per node (a client that sends the same `nc` to two nodes of a cluster
 //! gets in twice; replicating it is not worth a round trip per REGISTER).
-//! It is bounded: it holds the [`NonceCounts::capacity`] nonces used most
-//! recently for the first time, and when full the one that entered first
-//! leaves (one per new entry, so no pass over the table ever stalls a
-//! REGISTER). Leaving raises the *floor* to that nonce's issue time, unless
-//! it was past its lifetime (refused as stale anyway). A nonce issued at or
-//! before the floor that is not in the table can no longer be proven
-//! unused, so it is answered `stale=true`: the client retries at once with
-//! a fresh nonce, and a replay of an evicted nonce never gets in.
+//! It is bounded: it holds about the [`NonceCounts::capacity`] nonces used
+//! most recently for the first time. It is split by tag into shards of
+//! 4,096 (one for a small table), each with its own lock and floor; when a
+//! shard is full the nonce that entered it first leaves (one per new
+//! entry, so no pass over the table ever stalls a REGISTER). Leaving raises
+//! the shard's *floor* to that nonce's issue time, unless it was past its
+//! lifetime (refused as stale anyway). A nonce issued at or before its
+//! shard's floor that is not in the table can no longer be proven unused,
+//! so it is answered `stale=true`: the client retries at once with a fresh
+//! nonce, and a replay of an evicted nonce never gets in. Tags are uniform
+//! (HMAC output), so the shards fill evenly and each evicts about when the
+//! whole table would.
+//!
+//! Why shards: one map of 262,144 churning entries grew and rehashed under
+//! its lock every few seconds of a storm (its deleted slots use up its
+//! room), stalling the receive thread for tens of ms each time; the answer
+//! timeline of `regmesh bench` showed those stalls as seconds with
+//! thousands of answers over 10 ms (BENCHMARKS.md). A shard holds 4,096,
+//! is sized once at its first nonce, and a rehash of one costs ~1/64 of
+//! that.
 //!
 //! Why milliseconds and first-in-first-out: in a re-registration storm each
 //! REGISTER takes a fresh nonce, so the table turns over quickly (an earlier
@@ -55,6 +67,9 @@ type HmacSha256 = Hmac<Sha256>;
 /// Decoded nonce length in bytes.
 pub const NONCE_LEN: usize = 32;
 const SIGNED_LEN: usize = 16;
+
+/// Nonces per shard of the table (see the module doc).
+const SHARD_NONCES: usize = 4096;
 
 /// Default capacity of [`NonceCounts`]: about 16 MiB at most. At 140,000
 /// fresh nonces a second (a storm at this machine's generator ceiling) the
@@ -192,10 +207,11 @@ struct Inner {
 /// The per-node nonce-count table (see the module doc).
 #[derive(Debug)]
 pub struct NonceCounts {
-    // A parking_lot mutex, held only for a map lookup or insert (and one
-    // eviction), never across I/O.
-    inner: Mutex<Inner>,
-    capacity: usize,
+    // parking_lot mutexes, each held only for a map lookup or insert (and
+    // one eviction), never across I/O. The number of shards is a power of
+    // two; a nonce's shard is picked by the last byte of its tag.
+    shards: Box<[Mutex<Inner>]>,
+    per_shard: usize,
 }
 
 impl Default for NonceCounts {
@@ -205,22 +221,31 @@ impl Default for NonceCounts {
 }
 
 impl NonceCounts {
-    /// A table holding at most `capacity` nonces (at least 8).
+    /// A table holding about `capacity` nonces (at least 8; rounded up to
+    /// a whole number of shards, see [`Self::capacity`]).
     pub fn with_capacity(capacity: usize) -> Self {
+        let capacity = capacity.max(8);
+        let shards = 1usize << (capacity / SHARD_NONCES).clamp(1, 256).ilog2();
         Self {
-            inner: Mutex::new(Inner::default()),
-            capacity: capacity.max(8),
+            shards: (0..shards).map(|_| Mutex::new(Inner::default())).collect(),
+            per_shard: capacity.div_ceil(shards),
         }
     }
 
     /// The most nonces held at once.
     pub fn capacity(&self) -> usize {
-        self.capacity
+        self.per_shard * self.shards.len()
     }
 
     /// Nonces held now.
     pub fn len(&self) -> usize {
-        self.inner.lock().seen.len()
+        self.shards.iter().map(|s| s.lock().seen.len()).sum()
+    }
+
+    fn shard(&self, nonce: &Nonce) -> &Mutex<Inner> {
+        // The tag is uniform; its last byte is not one the map's hasher
+        // uses for the bucket index (see TagHasher).
+        &self.shards[usize::from(nonce.tag[NONCE_LEN - SIGNED_LEN - 1]) & (self.shards.len() - 1)]
     }
 
     /// True when no nonce is held.
@@ -232,7 +257,7 @@ impl NonceCounts {
     /// and `ttl` tell whether a nonce that leaves the table was still
     /// within its lifetime (only those raise the floor).
     pub fn check(&self, nonce: &Nonce, nc: u32, now: Timestamp, ttl: u32) -> NcVerdict {
-        let mut inner = self.inner.lock();
+        let mut inner = self.shard(nonce).lock();
         if let Some(last) = inner.seen.get_mut(&nonce.tag) {
             if nc > *last {
                 *last = nc;
@@ -244,7 +269,7 @@ impl NonceCounts {
             return NcVerdict::Forgotten;
         }
         let oldest_live = now.as_millis().saturating_sub(ttl_millis(ttl));
-        while inner.seen.len() >= self.capacity {
+        while inner.seen.len() >= self.per_shard {
             let Some((issued, tag)) = inner.order.pop_front() else {
                 break;
             };
@@ -256,6 +281,17 @@ impl NonceCounts {
         // The floor may have moved past this nonce.
         if inner.floor.is_some_and(|f| nonce.issued <= f) {
             return NcVerdict::Forgotten;
+        }
+        if inner.order.capacity() < self.per_shard {
+            // Once per shard, at its first nonce: room for all of it, so
+            // it does not grow by doubling under load. A node without auth
+            // never gets here and never allocates the table.
+            let (seen, order) = (
+                self.per_shard - inner.seen.len(),
+                self.per_shard - inner.order.len(),
+            );
+            inner.seen.reserve(seen);
+            inner.order.reserve(order);
         }
         inner.seen.insert(nonce.tag, nc);
         inner.order.push_back((nonce.issued, nonce.tag));
@@ -334,6 +370,71 @@ mod tests {
             issued,
             tag: [id; 16],
         }
+    }
+
+    #[test]
+    fn a_shard_is_sized_once_and_its_order_never_regrows() {
+        let t = NonceCounts::with_capacity(1000);
+        assert_eq!(t.shards.len(), 1);
+        let now = Timestamp::from_secs(1_700_000_000);
+        assert_eq!(
+            t.shards[0].lock().order.capacity(),
+            0,
+            "nothing before the first nonce"
+        );
+        assert_eq!(
+            t.check(&nonce(now.as_millis(), 0), 1, now, 300),
+            NcVerdict::Accepted
+        );
+        let (seen, order) = {
+            let inner = t.shards[0].lock();
+            (inner.seen.capacity(), inner.order.capacity())
+        };
+        assert!(seen >= 1000 && order >= 1000, "{seen} {order}");
+        // Each issued a millisecond after the one before: evicting one
+        // never forgets a newer one.
+        for i in 1..5000u32 {
+            let mut n = nonce(now.as_millis() + u64::from(i), 0);
+            n.tag[..4].copy_from_slice(&i.to_le_bytes());
+            let later = now.saturating_add_secs(5);
+            assert_eq!(t.check(&n, 1, later, 300), NcVerdict::Accepted);
+        }
+        let inner = t.shards[0].lock();
+        assert_eq!(inner.seen.len(), 1000);
+        assert_eq!(inner.order.capacity(), order);
+    }
+
+    /// The default table is 64 shards of 4,096; tags spread over all of
+    /// them, and the whole stays bounded by its capacity.
+    #[test]
+    fn the_default_table_is_sharded_and_bounded() {
+        let t = NonceCounts::default();
+        assert_eq!(t.shards.len(), 64);
+        assert_eq!(t.capacity(), DEFAULT_NONCE_CAPACITY);
+        let now = Timestamp::from_secs(1_700_000_000);
+        let n = DEFAULT_NONCE_CAPACITY as u64 + 50_000;
+        for i in 0..n {
+            let mut tag = [0u8; 16];
+            // What an HMAC gives: every byte varies.
+            let x = (i + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            tag[..8].copy_from_slice(&x.to_le_bytes());
+            tag[8..].copy_from_slice(&x.rotate_left(29).to_le_bytes());
+            let nonce = Nonce {
+                issued: now.as_millis() + i,
+                tag,
+            };
+            assert_eq!(
+                t.check(&nonce, 1, now.saturating_add_secs(10), 300),
+                NcVerdict::Accepted,
+                "{i}"
+            );
+        }
+        assert!(
+            t.len() <= t.capacity() && t.len() > t.capacity() * 9 / 10,
+            "{}",
+            t.len()
+        );
+        assert!(t.shards.iter().all(|s| s.lock().seen.len() > 3000));
     }
 
     #[test]

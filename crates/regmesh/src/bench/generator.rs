@@ -209,7 +209,18 @@ struct Lane {
     /// System calls that returned answers, and the datagrams they held.
     recv_calls: AtomicU64,
     received: AtomicU64,
+    /// Per second of the run (by answer time, up to [`TIMELINE_SECS`]):
+    /// the slowest answer, µs, and the answers slower than [`SLOW_US`].
+    /// A p99 says how many answers were late, not when: these show
+    /// whether they came in one stall or spread over the run.
+    max_by_second: Vec<AtomicU64>,
+    slow_by_second: Vec<AtomicU64>,
 }
+
+/// Seconds of the run the per-second latency timeline covers.
+const TIMELINE_SECS: usize = 3600;
+/// An answer slower than this (µs) counts as slow in the timeline.
+const SLOW_US: u64 = 10_000;
 
 impl Lane {
     fn new() -> Self {
@@ -226,6 +237,8 @@ impl Lane {
             send_calls: AtomicU64::new(0),
             recv_calls: AtomicU64::new(0),
             received: AtomicU64::new(0),
+            max_by_second: (0..TIMELINE_SECS).map(|_| AtomicU64::new(0)).collect(),
+            slow_by_second: (0..TIMELINE_SECS).map(|_| AtomicU64::new(0)).collect(),
         }
     }
     fn outstanding(&self) -> u64 {
@@ -396,8 +409,17 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
                 .iter()
                 .map(|l| l.timeouts.load(Ordering::Relaxed))
                 .sum();
+            // The second just finished (answers of the current one are
+            // still coming in).
+            let second = (t as usize).saturating_sub(1).min(TIMELINE_SECS - 1);
+            let max_ms = lanes
+                .iter()
+                .map(|l| l.max_by_second[second].load(Ordering::Relaxed))
+                .max()
+                .unwrap_or(0) as f64
+                / 1000.0;
             eprint!(
-                "\rbench: {t:>4}s sent {sent:>9} answered {done:>9} ({:>7}/s) retx {retx} timeouts {tmo}   ",
+                "\rbench: {t:>4}s sent {sent:>9} answered {done:>9} ({:>7}/s) retx {retx} timeouts {tmo} slowest {max_ms:.1}ms   ",
                 done - last.1
             );
             last = (t, done);
@@ -448,6 +470,21 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         .and_then(serde_json::Value::as_u64)
         .unwrap_or(0);
     let secs = (last_us as f64 / 1e6).max(1e-6);
+    let seconds = ((last_us / 1_000_000) as usize + 1).min(TIMELINE_SECS);
+    let by_second = |f: &dyn Fn(&Lane, usize) -> u64| -> Vec<u64> {
+        (0..seconds)
+            .map(|i| lanes.iter().map(|l| f(l, i)).fold(0, u64::max))
+            .collect()
+    };
+    let max_by_second = by_second(&|l, i| l.max_by_second[i].load(Ordering::Relaxed));
+    let slow_by_second: Vec<u64> = (0..seconds)
+        .map(|i| {
+            lanes
+                .iter()
+                .map(|l| l.slow_by_second[i].load(Ordering::Relaxed))
+                .sum()
+        })
+        .collect();
     let report = json!({
         "target": args.target.to_string(),
         "transport": args.transport,
@@ -469,6 +506,11 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
             "p99": hist.quantile(0.99),
             "p999": hist.quantile(0.999),
             "max": hist.quantile(1.0),
+        },
+        "latency_timeline": {
+            "max_us_by_second": max_by_second,
+            "slow_threshold_us": SLOW_US,
+            "slow_by_second": slow_by_second,
         },
         "generator_cpu_s": { "user": cpu1.0 - cpu0.0, "system": cpu1.1 - cpu0.1 },
         "generator_io": {
@@ -942,7 +984,14 @@ fn on_response(
         .is_ok()
     {
         let now_us = plan.start.elapsed().as_micros() as u64 + 1;
-        hist.record(now_us.saturating_sub(stamp));
+        let latency = now_us.saturating_sub(stamp);
+        hist.record(latency);
+        if let Some(max) = lane.max_by_second.get((now_us / 1_000_000) as usize) {
+            max.fetch_max(latency, Ordering::Relaxed);
+            if latency > SLOW_US {
+                lane.slow_by_second[(now_us / 1_000_000) as usize].fetch_add(1, Ordering::Relaxed);
+            }
+        }
         lane.status[status as usize].fetch_add(1, Ordering::Relaxed);
         lane.completed.fetch_add(1, Ordering::Relaxed);
         lane.last_done_us.fetch_max(now_us, Ordering::Relaxed);
