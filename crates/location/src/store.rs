@@ -452,7 +452,7 @@ impl Location {
             let row = PersistOp::PutSubscriber {
                 value: codec::encode_subscriber(&s),
             };
-            map.insert(key, s);
+            map.insert(key, Arc::new(s));
             self.writer.submit(vec![row])
         };
         commit.wait().await
@@ -475,13 +475,14 @@ impl Location {
         commit.wait().await.map(|()| true)
     }
 
-    /// Look a subscriber up (in memory).
-    pub fn subscriber(&self, user: &str, domain: &str) -> Option<Subscriber> {
+    /// Look a subscriber up (in memory). The entry is shared with the
+    /// store: a lookup costs a reference count, not a copy.
+    pub fn subscriber(&self, user: &str, domain: &str) -> Option<Arc<Subscriber>> {
         self.subscribers.get(user, domain)
     }
 
     /// All subscribers, sorted by domain, then user.
-    pub fn subscribers(&self) -> Vec<Subscriber> {
+    pub fn subscribers(&self) -> Vec<Arc<Subscriber>> {
         self.subscribers.all()
     }
 

@@ -3,7 +3,9 @@
 
 use crate::codec;
 use parking_lot::RwLock;
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// A digest-auth subscriber (HA1 hashes only, never a password).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -24,16 +26,33 @@ pub struct Subscriber {
 ///
 /// A `parking_lot::RwLock`: lookups (one per authenticated REGISTER) far
 /// outnumber provisioning writes, and no lock is held across an `.await`.
+/// Entries are shared (`Arc`) so that a lookup on the REGISTER path hands
+/// out a reference count, not a copy of five strings.
 #[derive(Debug, Default)]
 pub(crate) struct Subscribers {
-    map: RwLock<HashMap<String, Subscriber>>,
+    map: RwLock<HashMap<String, Arc<Subscriber>>>,
+}
+
+/// Calls `f` with `user@domain` built in a buffer this thread reuses, so a
+/// lookup allocates nothing.
+fn with_key<R>(user: &str, domain: &str, f: impl FnOnce(&str) -> R) -> R {
+    thread_local! {
+        static KEY: RefCell<String> = const { RefCell::new(String::new()) };
+    }
+    KEY.with_borrow_mut(|key| {
+        key.clear();
+        key.push_str(user);
+        key.push('@');
+        key.push_str(domain);
+        f(key)
+    })
 }
 
 impl Subscribers {
     pub(crate) fn from_loaded(list: Vec<Subscriber>) -> Self {
         let map = list
             .into_iter()
-            .map(|s| (codec::subscriber_key(&s.user, &s.domain), s))
+            .map(|s| (codec::subscriber_key(&s.user, &s.domain), Arc::new(s)))
             .collect();
         Self {
             map: RwLock::new(map),
@@ -42,20 +61,19 @@ impl Subscribers {
 
     /// Write access, held while the row write is queued so that disk order
     /// follows memory order.
-    pub(crate) fn write(&self) -> parking_lot::RwLockWriteGuard<'_, HashMap<String, Subscriber>> {
+    pub(crate) fn write(
+        &self,
+    ) -> parking_lot::RwLockWriteGuard<'_, HashMap<String, Arc<Subscriber>>> {
         self.map.write()
     }
 
-    pub(crate) fn get(&self, user: &str, domain: &str) -> Option<Subscriber> {
-        self.map
-            .read()
-            .get(&codec::subscriber_key(user, domain))
-            .cloned()
+    pub(crate) fn get(&self, user: &str, domain: &str) -> Option<Arc<Subscriber>> {
+        with_key(user, domain, |key| self.map.read().get(key).cloned())
     }
 
     /// All subscribers sorted by (domain, user).
-    pub(crate) fn all(&self) -> Vec<Subscriber> {
-        let mut v: Vec<Subscriber> = self.map.read().values().cloned().collect();
+    pub(crate) fn all(&self) -> Vec<Arc<Subscriber>> {
+        let mut v: Vec<Arc<Subscriber>> = self.map.read().values().cloned().collect();
         v.sort_by(|a, b| (&a.domain, &a.user).cmp(&(&b.domain, &b.user)));
         v
     }

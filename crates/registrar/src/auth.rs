@@ -192,12 +192,12 @@ pub struct Authenticator<'a> {
 /// `lookup(user, domain)` finds a subscriber. Returns the subscriber on
 /// success; a 401 error means "send fresh challenges", see
 /// [`RegisterError::is_challenge`] and [`RegisterError::is_stale`].
-pub fn authenticate(
+pub fn authenticate<S: std::borrow::Borrow<Subscriber>>(
     req: &Request<'_>,
     to: &NameAddr<'_>,
     a: &Authenticator<'_>,
-    lookup: impl Fn(&str, &str) -> Option<Subscriber>,
-) -> Result<Subscriber, RegisterError> {
+    lookup: impl Fn(&str, &str) -> Option<S>,
+) -> Result<S, RegisterError> {
     let creds = match req.authorization() {
         None => return Err(RegisterError::MissingCredentials),
         Some(Err(ParseError::UnsupportedAuthScheme)) => {
@@ -248,9 +248,10 @@ pub fn authenticate(
                 .flatten()
         })
         .ok_or(RegisterError::WrongCredentials)?;
+    let found: &Subscriber = subscriber.borrow();
     let ha1 = match algorithm {
-        Algorithm::Md5 => &subscriber.ha1_md5,
-        Algorithm::Sha256 => &subscriber.ha1_sha256,
+        Algorithm::Md5 => &found.ha1_md5,
+        Algorithm::Sha256 => &found.ha1_sha256,
     };
     if ha1.is_empty() {
         return Err(RegisterError::WrongCredentials);
@@ -273,7 +274,7 @@ pub fn authenticate(
     // RFC 3261 §10.3 step 4.
     if a.config.match_aor {
         let user_ok = to.uri.user.as_deref() == Some(username);
-        let domain_ok = subscriber.domain.eq_ignore_ascii_case(&domain);
+        let domain_ok = found.domain.eq_ignore_ascii_case(&domain);
         if !user_ok || !domain_ok {
             return Err(RegisterError::UserMismatch);
         }

@@ -633,6 +633,34 @@ fn concurrent_writers_are_all_durable() {
     assert_eq!(loc.stats().bindings, 200);
 }
 
+/// Lookups build their key in a buffer the thread reuses: one lookup after
+/// another, each must find exactly its own subscriber (and a shorter key
+/// after a longer one must not see the longer one's tail).
+#[tokio::test(flavor = "current_thread")]
+async fn lookups_one_after_another_find_their_own_subscriber() {
+    let fx = Fixture::new();
+    let loc = fx.open();
+    for (user, domain) in [("ab", "c.example"), ("a", "bc.example"), ("a", "b")] {
+        loc.put_subscriber(Subscriber {
+            user: user.to_owned(),
+            domain: domain.to_owned(),
+            realm: format!("{user}|{domain}"),
+            ha1_md5: String::new(),
+            ha1_sha256: String::new(),
+        })
+        .await
+        .expect("put");
+    }
+    for _ in 0..2 {
+        for (user, domain) in [("ab", "c.example"), ("a", "bc.example"), ("a", "b")] {
+            let found = loc.subscriber(user, domain).expect("found");
+            assert_eq!(found.realm, format!("{user}|{domain}"));
+        }
+        assert!(loc.subscriber("a", "c.example").is_none());
+        assert!(loc.subscriber("ab", "c").is_none());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscribers_persist_across_reopen() {
     let fx = Fixture::new();
@@ -669,7 +697,7 @@ async fn subscribers_persist_across_reopen() {
     let all: Vec<(String, String, String)> = loc
         .subscribers()
         .into_iter()
-        .map(|s| (s.domain, s.user, s.realm))
+        .map(|s| (s.domain.clone(), s.user.clone(), s.realm.clone()))
         .collect();
     assert_eq!(
         all,
@@ -683,8 +711,8 @@ async fn subscribers_persist_across_reopen() {
         ]
     );
     assert_eq!(
-        loc.subscriber("alice", "b.example"),
-        Some(sub("alice", "b.example"))
+        loc.subscriber("alice", "b.example").as_deref(),
+        Some(&sub("alice", "b.example"))
     );
     assert_eq!(loc.subscriber("bob", "b.example"), None);
     // Keys must stay unambiguous.

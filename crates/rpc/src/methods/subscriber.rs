@@ -83,7 +83,7 @@ pub(crate) fn list(ctx: &RpcContext, p: &Params<'_>) -> Result<Value, RpcError> 
         .subscribers()
         .iter()
         .filter(|s| domain.as_deref().is_none_or(|d| s.domain == d))
-        .map(public)
+        .map(|s| public(s))
         .collect();
     Ok(Value::Array(all))
 }
