@@ -630,12 +630,10 @@ impl WriterState {
             self.want_spare(shared);
             return Ok(());
         }
-        if self.log.grows {
-            // Whatever the next segment starts in, it takes the spare if
-            // there is one; a later one is asked for if it has to grow.
-            shared.spare_ready.store(false, Ordering::Release);
-        }
         let closed = self.log.rotate()?;
+        // The new segment started in a spare if there was one; a segment
+        // that grows again later found none, and asks for another.
+        shared.spare_ready.store(false, Ordering::Release);
         if due && let Some((tx, _)) = &self.checkpoint {
             shared.checkpoint_busy.store(true, Ordering::Release);
             shared.since_snapshot.store(0, Ordering::Relaxed);
