@@ -471,12 +471,14 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         .unwrap_or(0);
     let secs = (last_us as f64 / 1e6).max(1e-6);
     let seconds = ((last_us / 1_000_000) as usize + 1).min(TIMELINE_SECS);
-    let by_second = |f: &dyn Fn(&Lane, usize) -> u64| -> Vec<u64> {
-        (0..seconds)
-            .map(|i| lanes.iter().map(|l| f(l, i)).fold(0, u64::max))
-            .collect()
-    };
-    let max_by_second = by_second(&|l, i| l.max_by_second[i].load(Ordering::Relaxed));
+    let max_by_second: Vec<u64> = (0..seconds)
+        .map(|i| {
+            lanes
+                .iter()
+                .map(|l| l.max_by_second[i].load(Ordering::Relaxed))
+                .fold(0, u64::max)
+        })
+        .collect();
     let slow_by_second: Vec<u64> = (0..seconds)
         .map(|i| {
             lanes
@@ -986,10 +988,14 @@ fn on_response(
         let now_us = plan.start.elapsed().as_micros() as u64 + 1;
         let latency = now_us.saturating_sub(stamp);
         hist.record(latency);
-        if let Some(max) = lane.max_by_second.get((now_us / 1_000_000) as usize) {
+        let second = (now_us / 1_000_000) as usize;
+        if let (Some(max), Some(slow)) = (
+            lane.max_by_second.get(second),
+            lane.slow_by_second.get(second),
+        ) {
             max.fetch_max(latency, Ordering::Relaxed);
             if latency > SLOW_US {
-                lane.slow_by_second[(now_us / 1_000_000) as usize].fetch_add(1, Ordering::Relaxed);
+                slow.fetch_add(1, Ordering::Relaxed);
             }
         }
         lane.status[status as usize].fetch_add(1, Ordering::Relaxed);
