@@ -65,7 +65,16 @@ pub(crate) fn binding_key(aor: &str, contact: &str) -> Vec<u8> {
 
 /// The key of a subscriber row: `user@domain`.
 pub(crate) fn subscriber_key(user: &str, domain: &str) -> String {
-    format!("{user}@{domain}")
+    let mut key = String::with_capacity(user.len() + 1 + domain.len());
+    push_subscriber_key(&mut key, user, domain);
+    key
+}
+
+/// Append [`subscriber_key`] to `out` (lookups build it in a reused buffer).
+pub(crate) fn push_subscriber_key(out: &mut String, user: &str, domain: &str) {
+    out.push_str(user);
+    out.push('@');
+    out.push_str(domain);
 }
 
 struct Out(Vec<u8>);

@@ -33,17 +33,15 @@ pub(crate) struct Subscribers {
     map: RwLock<HashMap<String, Arc<Subscriber>>>,
 }
 
-/// Calls `f` with `user@domain` built in a buffer this thread reuses, so a
-/// lookup allocates nothing.
+/// Calls `f` with the subscriber key (`codec::subscriber_key`) built in a
+/// buffer this thread reuses, so a lookup allocates nothing.
 fn with_key<R>(user: &str, domain: &str, f: impl FnOnce(&str) -> R) -> R {
     thread_local! {
         static KEY: RefCell<String> = const { RefCell::new(String::new()) };
     }
     KEY.with_borrow_mut(|key| {
         key.clear();
-        key.push_str(user);
-        key.push('@');
-        key.push_str(domain);
+        codec::push_subscriber_key(key, user, domain);
         f(key)
     })
 }

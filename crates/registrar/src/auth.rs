@@ -80,7 +80,7 @@ impl Algorithm {
 
 /// Lowercase hex, by table: this runs twice per authenticated REGISTER,
 /// and `write!` per byte showed up in its profile (BENCHMARKS.md).
-fn to_hex(bytes: &[u8]) -> String {
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for &b in bytes {

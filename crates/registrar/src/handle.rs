@@ -16,7 +16,7 @@
 //! The To-tag is a hash of the Call-ID and the From tag, so a retransmitted
 //! request gets the same tag as the original (RFC 3261 §8.2.6.2).
 
-use crate::auth::{Authenticator, authenticate, challenges, realm_for};
+use crate::auth::{Authenticator, authenticate, challenges, realm_for, to_hex};
 use crate::error::RegisterError;
 use crate::redirect::{Disposition, route};
 use crate::register::{Checked, RegisterContext, check, error_response, register_checked};
@@ -275,11 +275,7 @@ fn tag_of(call_id: &str, from_tag: &str) -> String {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    (0..16)
-        .rev()
-        .map(|i| char::from(DIGITS[((h >> (i * 4)) & 0xf) as usize]))
-        .collect()
+    to_hex(&h.to_be_bytes())
 }
 
 #[cfg(test)]
