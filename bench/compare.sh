@@ -185,6 +185,7 @@ import json, sys
 d = json.load(open(sys.argv[1]))
 print(f"{d['rate_achieved']:.0f}/s status {d['status']} retx {d['retransmissions']} "
       f"tmo {d['timeouts']} p50 {d['latency_us']['p50']}us p99 {d['latency_us']['p99']}us "
+      f"(client p99 {d.get('client_latency_us', {}).get('p99')}us) "
       f"server_cpu {d.get('server_cpu_s')}s")
 PY
 }

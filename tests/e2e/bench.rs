@@ -33,6 +33,24 @@ fn status(report: &Value, code: &str) -> u64 {
     report["status"][code].as_u64().unwrap_or(0)
 }
 
+/// Over UDP every answer is timed from the kernel's receive stamp, and the
+/// server's latency is never above the latency the generator saw: per
+/// request it ends earlier (the stamp precedes the read) and leaves out
+/// the generator's own time, so every quantile is at most the client's.
+fn assert_server_latency_within_client(r: &Value) {
+    let io = &r["generator_io"];
+    assert!(io["datagrams_received"].as_u64() > Some(0), "{r}");
+    assert_eq!(io["kernel_stamped"], io["datagrams_received"], "{r}");
+    for q in ["p50", "p99", "p999", "max"] {
+        let server = r["latency_us"][q].as_u64().expect("server quantile");
+        let client = r["client_latency_us"][q].as_u64().expect("client quantile");
+        assert!(
+            server <= client,
+            "{q}: server {server} > client {client}: {r}"
+        );
+    }
+}
+
 #[test]
 fn generator_registers_over_udp_and_tcp_and_counts_every_answer() {
     let node = Node::start("");
@@ -46,6 +64,7 @@ fn generator_registers_over_udp_and_tcp_and_counts_every_answer() {
     assert_eq!(r["timeouts"], 0, "{r}");
     assert_eq!(r["errors"], 0, "{r}");
     assert_eq!(r["latency_samples"], 300, "{r}");
+    assert_server_latency_within_client(&r);
     // The per-second timeline covers the run (300 at 1,000/s: its first
     // second), and its slowest answer is the run's.
     let timeline = &r["latency_timeline"];
@@ -81,6 +100,8 @@ fn generator_registers_over_udp_and_tcp_and_counts_every_answer() {
     assert_eq!(r["sent"], 400, "{r}");
     assert_eq!(status(&r, "200"), 400, "{r}");
     assert_eq!(r["retransmissions"], 0, "TCP never retransmits: {r}");
+    // A stream has no per-message receive stamp.
+    assert_eq!(r["generator_io"]["kernel_stamped"], 0, "{r}");
     // The first 200 requests register the 200 bindings, the next 200 refresh
     // or remove them; what is left must match what the node holds.
     let stats = json::statistics(&node.rpc("stats.get_statistics", json!(["usrloc:"])));
@@ -165,6 +186,11 @@ secret = "bench-smoke-secret-0123456789abcdef"
     let r = bench(&["--target", &udp, "--aors", "50", "--password", "bench-pw"]);
     assert_eq!(status(&r, "200"), 50, "{r}");
     assert_eq!(r["errors"], 0, "{r}");
+    // A 401 and a 200 per REGISTER, both stamped; one latency each, the
+    // generator's time between the two legs left out of the server's.
+    assert_eq!(r["generator_io"]["datagrams_received"], 100, "{r}");
+    assert_eq!(r["latency_samples"], 50, "{r}");
+    assert_server_latency_within_client(&r);
 
     phase("a wrong password ends in refusals, counted as errors");
     let r = bench(&["--target", &udp, "--aors", "5", "--password", "wrong"]);

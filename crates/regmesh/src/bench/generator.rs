@@ -1,7 +1,7 @@
 //! The REGISTER generator itself.
 
 use super::hist::Histogram;
-use super::io::{Inbox, Outbox};
+use super::io::{Inbox, Outbox, stamp_arrivals};
 use super::{cpu_seconds, now};
 use anyhow::{Context as _, bail};
 use md5::{Digest as _, Md5};
@@ -193,6 +193,10 @@ enum Rx {
 struct Lane {
     /// µs since start when the slot's request was first sent, +1; 0 = free.
     sent_at: Vec<AtomicU64>,
+    /// µs the generator itself took between the 401 of the slot's request
+    /// and sending its answer with credentials (its own work and its wait
+    /// for a CPU): not the server's latency, so not counted in it.
+    own_us: Vec<AtomicU64>,
     sent: AtomicU64,
     completed: AtomicU64,
     retransmissions: AtomicU64,
@@ -209,6 +213,8 @@ struct Lane {
     /// System calls that returned answers, and the datagrams they held.
     recv_calls: AtomicU64,
     received: AtomicU64,
+    /// Answers (401s included) timed from the kernel's receive timestamp.
+    kernel_stamped: AtomicU64,
     /// Per second of the run (by answer time, up to [`TIMELINE_SECS`]):
     /// the slowest answer, µs, and the answers slower than [`SLOW_US`].
     /// A p99 says how many answers were late, not when: these show
@@ -226,6 +232,7 @@ impl Lane {
     fn new() -> Self {
         Self {
             sent_at: (0..RING).map(|_| AtomicU64::new(0)).collect(),
+            own_us: (0..RING).map(|_| AtomicU64::new(0)).collect(),
             sent: AtomicU64::new(0),
             completed: AtomicU64::new(0),
             retransmissions: AtomicU64::new(0),
@@ -237,6 +244,7 @@ impl Lane {
             send_calls: AtomicU64::new(0),
             recv_calls: AtomicU64::new(0),
             received: AtomicU64::new(0),
+            kernel_stamped: AtomicU64::new(0),
             max_by_second: (0..TIMELINE_SECS).map(|_| AtomicU64::new(0)).collect(),
             slow_by_second: (0..TIMELINE_SECS).map(|_| AtomicU64::new(0)).collect(),
         }
@@ -362,6 +370,11 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
             let _ = sref.set_send_buffer_size(UDP_BUFFER);
             udp_rcvbuf = sref.recv_buffer_size().ok();
             sock.set_read_timeout(Some(Duration::from_millis(100)))?;
+            if let Err(e) = stamp_arrivals(&sock) {
+                // Latency then counts from when the receiver reads an
+                // answer; the report says how many answers had a stamp.
+                eprintln!("bench: no kernel receive timestamps ({e})");
+            }
             let reader = sock.try_clone()?;
             (Arc::new(Tx::Udp(sock)), Rx::Udp(reader))
         };
@@ -438,9 +451,13 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     stop_rx.store(true, Ordering::Relaxed);
     let mut hist = Histogram::new();
+    let mut client = Histogram::new();
     for h in receivers {
         match h.join() {
-            Ok(hh) => hist.merge(&hh),
+            Ok(l) => {
+                hist.merge(&l.server);
+                client.merge(&l.client);
+            }
             Err(_) => bail!("a receiver thread panicked"),
         }
     }
@@ -503,11 +520,21 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         "elapsed_s": secs,
         "rate_achieved": (completed - timeouts) as f64 / secs,
         "latency_samples": hist.count(),
+        // The server's latency (see `Latencies`): from each request's send
+        // to the kernel's receive timestamp of its final answer, less the
+        // generator's own time between a 401 and its answer.
         "latency_us": {
             "p50": hist.quantile(0.50),
             "p99": hist.quantile(0.99),
             "p999": hist.quantile(0.999),
             "max": hist.quantile(1.0),
+        },
+        // As the generator's threads saw it, its own delays included.
+        "client_latency_us": {
+            "p50": client.quantile(0.50),
+            "p99": client.quantile(0.99),
+            "p999": client.quantile(0.999),
+            "max": client.quantile(1.0),
         },
         "latency_timeline": {
             "max_us_by_second": max_by_second,
@@ -521,11 +548,13 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
             "send_calls": sum(&|l| l.send_calls.load(Ordering::Relaxed)),
             "recv_calls": sum(&|l| l.recv_calls.load(Ordering::Relaxed)),
             "datagrams_received": sum(&|l| l.received.load(Ordering::Relaxed)),
+            // Of those, how many the kernel stamped (all on Linux over UDP).
+            "kernel_stamped": sum(&|l| l.kernel_stamped.load(Ordering::Relaxed)),
             "udp_rcvbuf_bytes": udp_rcvbuf,
         },
     });
     eprintln!(
-        "bench: {} sent, {} answered ({} OK) in {:.2}s = {:.0}/s; retransmissions {}, timeouts {}; latency p50 {}µs p99 {}µs p99.9 {}µs; generator CPU {:.2}s",
+        "bench: {} sent, {} answered ({} OK) in {:.2}s = {:.0}/s; retransmissions {}, timeouts {}; latency p50 {}µs p99 {}µs p99.9 {}µs (as the generator saw it: p99 {}µs); generator CPU {:.2}s",
         sent,
         completed - timeouts,
         ok,
@@ -536,6 +565,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         hist.quantile(0.5),
         hist.quantile(0.99),
         hist.quantile(0.999),
+        client.quantile(0.99),
         (cpu1.0 - cpu0.0) + (cpu1.1 - cpu0.1)
     );
     let text = serde_json::to_string_pretty(&report)?;
@@ -630,6 +660,7 @@ fn sender(
                 send(plan, lane, tx, &mut outbox)?;
             }
             let now_us = plan.start.elapsed().as_micros() as u64 + 1;
+            lane.own_us[slot].store(0, Ordering::Relaxed);
             lane.sent_at[slot].store(now_us, Ordering::Release);
             build(
                 outbox.next(),
@@ -856,10 +887,26 @@ fn build(
     out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
 }
 
+/// The two latency histograms of one receiver.
+struct Latencies {
+    /// The server's: from sending a request to the kernel receiving its
+    /// final answer, less the generator's own time between a 401 and the
+    /// request with credentials. What a client elsewhere would see.
+    server: Histogram,
+    /// As this process saw it: up to the moment the receiver thread
+    /// handled the final answer, 401 round included. It also holds the
+    /// generator's own waits for a CPU (it runs at a low priority beside
+    /// the server), so it is at least the server's.
+    client: Histogram,
+}
+
 /// One socket's receiver: answers in batches of up to `RECV_BATCH` per
 /// system call over UDP, parsed in place (no allocation per answer).
-fn receiver(plan: &Plan, lane: &Lane, tx: &Tx, rx: Rx, stop: &AtomicBool) -> Histogram {
-    let mut hist = Histogram::new();
+fn receiver(plan: &Plan, lane: &Lane, tx: &Tx, rx: Rx, stop: &AtomicBool) -> Latencies {
+    let mut lat = Latencies {
+        server: Histogram::new(),
+        client: Histogram::new(),
+    };
     let mut out = Vec::with_capacity(1024);
     let port = tx.local_port();
     match rx {
@@ -869,8 +916,30 @@ fn receiver(plan: &Plan, lane: &Lane, tx: &Tx, rx: Rx, stop: &AtomicBool) -> His
                 // Timeouts (SO_RCVTIMEO) and ICMP errors alike: look at
                 // `stop` and wait again.
                 let Ok(n) = inbox.recv(&sock) else { continue };
+                // The kernel stamps arrivals on the realtime clock; the
+                // run is timed on the monotonic one. Read both now and
+                // take each stamp's age: a clock step cannot skew it.
+                let now_us = plan.start.elapsed().as_micros() as u64 + 1;
+                let wall = super::wall_now();
                 for i in 0..n {
-                    on_response(plan, lane, tx, inbox.get(i), &mut hist, &mut out, port);
+                    let arrived_us = match inbox.arrived(i) {
+                        Some(at) => {
+                            lane.kernel_stamped.fetch_add(1, Ordering::Relaxed);
+                            let age = wall.saturating_sub(at).as_micros() as u64;
+                            now_us.saturating_sub(age)
+                        }
+                        None => now_us,
+                    };
+                    on_response(
+                        plan,
+                        lane,
+                        tx,
+                        inbox.get(i),
+                        arrived_us,
+                        &mut lat,
+                        &mut out,
+                        port,
+                    );
                 }
                 lane.received.fetch_add(n as u64, Ordering::Relaxed);
                 lane.recv_calls.store(inbox.calls, Ordering::Relaxed);
@@ -886,6 +955,9 @@ fn receiver(plan: &Plan, lane: &Lane, tx: &Tx, rx: Rx, stop: &AtomicBool) -> His
                     Ok(n) => n,
                     Err(_) => continue,
                 };
+                // A stream has no per-message arrival stamp: a message
+                // counts as arrived when read.
+                let now_us = plan.start.elapsed().as_micros() as u64 + 1;
                 lane.recv_calls.fetch_add(1, Ordering::Relaxed);
                 pending.extend_from_slice(&buf[..n]);
                 let mut start = 0;
@@ -894,7 +966,7 @@ fn receiver(plan: &Plan, lane: &Lane, tx: &Tx, rx: Rx, stop: &AtomicBool) -> His
                         regmesh_sip::Frame::KeepAlive(m) => start += m,
                         regmesh_sip::Frame::Message(m) => {
                             let msg = &pending[start..start + m];
-                            on_response(plan, lane, tx, msg, &mut hist, &mut out, port);
+                            on_response(plan, lane, tx, msg, now_us, &mut lat, &mut out, port);
                             lane.received.fetch_add(1, Ordering::Relaxed);
                             start += m;
                         }
@@ -905,7 +977,7 @@ fn receiver(plan: &Plan, lane: &Lane, tx: &Tx, rx: Rx, stop: &AtomicBool) -> His
             }
         }
     }
-    hist
+    lat
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -920,12 +992,16 @@ fn num(bytes: &[u8]) -> Option<u64> {
     std::str::from_utf8(&bytes[..end]).ok()?.parse().ok()
 }
 
+/// Handle one answer that arrived at `arrived_us` (µs since start, +1):
+/// answer a 401 with credentials, or record the request's latencies.
+#[allow(clippy::too_many_arguments)]
 fn on_response(
     plan: &Plan,
     lane: &Lane,
     tx: &Tx,
     msg: &[u8],
-    hist: &mut Histogram,
+    arrived_us: u64,
+    lat: &mut Latencies,
     out: &mut Vec<u8>,
     port: u16,
 ) {
@@ -977,6 +1053,8 @@ fn on_response(
                 call_round,
                 Some((&authz, 0)),
             );
+            let sending_us = plan.start.elapsed().as_micros() as u64 + 1;
+            lane.own_us[slot].store(sending_us.saturating_sub(arrived_us), Ordering::Relaxed);
             let _ = tx.send(out);
             return;
         }
@@ -986,8 +1064,11 @@ fn on_response(
         .is_ok()
     {
         let now_us = plan.start.elapsed().as_micros() as u64 + 1;
-        let latency = now_us.saturating_sub(stamp);
-        hist.record(latency);
+        lat.client.record(now_us.saturating_sub(stamp));
+        let latency = arrived_us
+            .saturating_sub(stamp)
+            .saturating_sub(lane.own_us[slot].load(Ordering::Relaxed));
+        lat.server.record(latency);
         let second = (now_us / 1_000_000) as usize;
         if let (Some(max), Some(slow)) = (
             lane.max_by_second.get(second),

@@ -8,6 +8,11 @@
 //! a burst costs no heap allocation. Elsewhere the same types fall back to
 //! one `send`/`recv` per datagram.
 //!
+//! Each answer also carries the time the kernel received it
+//! (`SO_TIMESTAMPNS`): the generator runs at a low priority beside the
+//! server, and a receiver thread that waits for a CPU must not count its
+//! own wait as the server's latency.
+//!
 //! The UDP sockets are connected to the target: the messages then need no
 //! destination address (`nix`'s multi-message results are only sound to
 //! read with the address-less `()` form), and the kernel filters out
@@ -15,6 +20,7 @@
 
 use std::io;
 use std::net::UdpSocket;
+use std::time::Duration;
 
 /// Most datagrams per `sendmmsg`: large enough that a 1 ms burst at
 /// 75,000/s per socket takes two calls, small enough to stay in L1/L2.
@@ -105,6 +111,9 @@ impl Outbox {
 pub(crate) struct Inbox {
     bufs: Vec<Vec<u8>>,
     lens: [usize; RECV_BATCH],
+    /// When the kernel received each datagram (since the Unix epoch, the
+    /// realtime clock), if the socket asked for it ([`stamp_arrivals`]).
+    arrived: [Option<Duration>; RECV_BATCH],
     #[cfg(target_os = "linux")]
     sys: linux::RecvState,
     /// System calls that returned datagrams (to report the average batch size).
@@ -116,6 +125,7 @@ impl Inbox {
         Self {
             bufs: (0..RECV_BATCH).map(|_| vec![0u8; RECV_BUF]).collect(),
             lens: [0; RECV_BATCH],
+            arrived: [None; RECV_BATCH],
             #[cfg(target_os = "linux")]
             sys: linux::RecvState::new(),
             calls: 0,
@@ -127,10 +137,13 @@ impl Inbox {
     /// Returns how many datagrams `get` now holds.
     pub(crate) fn recv(&mut self, sock: &UdpSocket) -> io::Result<usize> {
         #[cfg(target_os = "linux")]
-        let n = self.sys.recv(sock, &mut self.bufs, &mut self.lens)?;
+        let n = self
+            .sys
+            .recv(sock, &mut self.bufs, &mut self.lens, &mut self.arrived)?;
         #[cfg(not(target_os = "linux"))]
         let n = {
             self.lens[0] = sock.recv(&mut self.bufs[0])?;
+            self.arrived[0] = None;
             1
         };
         self.calls += 1;
@@ -141,16 +154,44 @@ impl Inbox {
     pub(crate) fn get(&self, i: usize) -> &[u8] {
         &self.bufs[i][..self.lens[i].min(RECV_BUF)]
     }
+
+    /// When the kernel received datagram `i` of the last `recv` (realtime
+    /// clock, since the Unix epoch), if it said.
+    pub(crate) fn arrived(&self, i: usize) -> Option<Duration> {
+        self.arrived[i]
+    }
+}
+
+/// Ask the kernel to stamp every datagram `sock` receives with the time it
+/// arrived (`SO_TIMESTAMPNS`, read back by [`Inbox::arrived`]).
+pub(crate) fn stamp_arrivals(sock: &UdpSocket) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        nix::sys::socket::setsockopt(sock, nix::sys::socket::sockopt::ReceiveTimestampns, &true)
+            .map_err(io::Error::from)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = sock;
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "receive timestamps need Linux",
+        ))
+    }
 }
 
 #[cfg(target_os = "linux")]
 mod linux {
     use super::{RECV_BATCH, SEND_BATCH};
     use nix::errno::Errno;
-    use nix::sys::socket::{ControlMessage, MsgFlags, MultiHeaders, recvmmsg, sendmmsg};
+    use nix::sys::socket::{
+        ControlMessage, ControlMessageOwned, MsgFlags, MultiHeaders, recvmmsg, sendmmsg,
+    };
+    use nix::sys::time::TimeSpec;
     use std::io::{self, IoSlice, IoSliceMut};
     use std::net::UdpSocket;
     use std::os::fd::AsRawFd as _;
+    use std::time::Duration;
 
     /// No per-message address: the socket is connected.
     const NO_ADDRS: [Option<()>; SEND_BATCH] = [None; SEND_BATCH];
@@ -211,7 +252,10 @@ mod linux {
         }
     }
 
-    /// `recvmmsg`'s message headers, allocated once.
+    /// `recvmmsg`'s message headers, allocated once, each with room for
+    /// one control message: the receive timestamp. (The kernel sets each
+    /// header's control length to what it wrote and nix does not reset it;
+    /// a timestamp fills the room exactly, so the room stays the same.)
     pub(super) struct RecvState {
         headers: MultiHeaders<()>,
     }
@@ -219,7 +263,7 @@ mod linux {
     impl RecvState {
         pub(super) fn new() -> Self {
             Self {
-                headers: MultiHeaders::preallocate(RECV_BATCH, None),
+                headers: MultiHeaders::preallocate(RECV_BATCH, Some(nix::cmsg_space!(TimeSpec))),
             }
         }
 
@@ -228,6 +272,7 @@ mod linux {
             sock: &UdpSocket,
             bufs: &mut [Vec<u8>],
             lens: &mut [usize; RECV_BATCH],
+            arrived: &mut [Option<Duration>; RECV_BATCH],
         ) -> io::Result<usize> {
             let mut it = bufs.iter_mut();
             let mut iov: [[IoSliceMut<'_>; 1]; RECV_BATCH] = std::array::from_fn(|_| {
@@ -246,8 +291,14 @@ mod linux {
             )
             .map_err(io::Error::from)?;
             let mut n = 0;
-            for (len, msg) in lens.iter_mut().zip(got) {
+            for ((len, at), msg) in lens.iter_mut().zip(arrived.iter_mut()).zip(got) {
                 *len = msg.bytes;
+                *at = msg.cmsgs().ok().and_then(|mut c| {
+                    c.find_map(|m| match m {
+                        ControlMessageOwned::ScmTimestampns(ts) => Some(Duration::from(ts)),
+                        _ => None,
+                    })
+                });
                 n += 1;
             }
             Ok(n)

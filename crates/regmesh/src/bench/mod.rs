@@ -12,7 +12,10 @@
 //! allocating; requests are built into reused buffers. Requests over
 //! UDP are retransmitted per RFC 3261 §17.1.1.2 timer A (T1 = 500 ms,
 //! doubling) until `--timeout`; 401 challenges are answered (MD5 digest)
-//! when `--password` is given. Targets must be loopback addresses: this is a
+//! when `--password` is given. Latency is the server's: timed to the
+//! kernel's receive stamp of the answer, without the generator's own time
+//! between a 401 and its answer (`generator::Latencies`; the latency the
+//! generator's threads saw is reported beside it). Targets must be loopback addresses: this is a
 //! load generator, and this project only ever loads its own machine.
 
 mod generator;
@@ -29,6 +32,16 @@ pub(crate) use responder::{ResponderArgs, run as run_responder};
 #[allow(clippy::disallowed_methods)] // the bench measures wall time by definition
 pub(crate) fn now() -> std::time::Instant {
     std::time::Instant::now()
+}
+
+/// The realtime clock, since the Unix epoch: the clock of the kernel's
+/// receive timestamps. Only ever compared with one of those a moment later
+/// (see `generator::receiver`), so a clock step between runs does not matter.
+#[allow(clippy::disallowed_methods)] // the bench measures wall time by definition
+pub(crate) fn wall_now() -> std::time::Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
 }
 
 /// User and system CPU seconds of this process, from /proc/self/stat
