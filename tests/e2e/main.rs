@@ -11,6 +11,7 @@ mod durability;
 mod ipv6;
 mod malformed;
 mod metrics;
+mod overload;
 mod rpc;
 mod sip_register;
 mod startup;

@@ -12,6 +12,10 @@
 //!   bindings and the write of the ops are atomic per AoR. When there are
 //!   ops the reply waits for durability ([`Action::ReplyAfterCommit`]).
 //! - Everything else: [`route`] (302/404/OPTIONS).
+//! - While the transport reports overload ([`Load::Shedding`]), new work
+//!   gets a cheap 503 with a spread `Retry-After` instead (RFC 3261
+//!   §21.5.4); a REGISTER answering a challenge still goes through, since
+//!   it completes work the registrar has already done half of.
 //!
 //! The To-tag is a hash of the Call-ID and the From tag, so a retransmitted
 //! request gets the same tag as the original (RFC 3261 §8.2.6.2).
@@ -26,9 +30,46 @@ use regmesh_location::Timestamp;
 use regmesh_sip::{Message, Method, Request, Source};
 use tracing::debug;
 
+/// Whether the transport that received a message is keeping up with what
+/// arrives ([`Registrar::handle_under`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Load {
+    /// Handle every request.
+    Normal,
+    /// The transport is overloaded and this request falls in the share it
+    /// refuses: refuse it unless it completes work already begun.
+    Shedding,
+}
+
+/// `Retry-After` of an overload 503: at least this many seconds ...
+const SHED_RETRY_MIN_SECS: u64 = 10;
+/// ... plus up to this many more, by a hash of the Call-ID, so that the
+/// clients turned away in one overloaded second come back spread over a
+/// minute rather than together (a re-registration storm is many phones
+/// that all lost the network at once).
+const SHED_RETRY_SPREAD_SECS: u64 = 50;
+
 impl Registrar {
     /// Handle one received SIP message from `source` on `local` at the store's now.
     pub fn handle(&self, bytes: &[u8], source: Source, local: LocalSocket) -> Action {
+        self.handle_under(bytes, source, local, Load::Normal)
+    }
+
+    /// [`Registrar::handle`], told whether the transport refuses this
+    /// request for overload. Shedding, every request except ACK (never
+    /// answered) and a REGISTER with credentials while auth is on gets
+    /// `503 Service Unavailable` with `Retry-After` of 10-59 s (RFC 3261
+    /// §21.5.4, §20.33): parsing and answering it costs a fraction of a
+    /// challenge or a commit, and an answered request is not retransmitted,
+    /// where an unanswered one comes back every T1-doubling interval and
+    /// adds to the overload.
+    pub fn handle_under(
+        &self,
+        bytes: &[u8],
+        source: Source,
+        local: LocalSocket,
+        load: Load,
+    ) -> Action {
         let req = match regmesh_sip::parse(bytes) {
             Ok(Message::Request(r)) => r,
             Ok(Message::Response(_)) => {
@@ -43,12 +84,41 @@ impl Registrar {
             bump(&self.stats.dropped);
             return Action::Drop;
         }
+        if load == Load::Shedding && req.method != Method::Ack && !self.completes_auth(&req) {
+            return self.shed(&req, source);
+        }
         let now = self.location.clock().now();
         if req.method == Method::Register {
             self.handle_register(&req, source, local, now)
         } else {
             self.handle_other(&req, source, &to_tag(&req), now)
         }
+    }
+
+    /// A REGISTER that answers a challenge (auth on, credentials present):
+    /// the registrar already sent its 401, and refusing now would waste it.
+    fn completes_auth(&self, req: &Request<'_>) -> bool {
+        self.auth.enabled && req.method == Method::Register && req.authorization().is_some()
+    }
+
+    /// The overload 503 (see [`Registrar::handle_under`]).
+    fn shed(&self, req: &Request<'_>, source: Source) -> Action {
+        bump(&self.stats.overload_rejected);
+        let call_id = req.headers.get("Call-ID").unwrap_or("");
+        let spread = call_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        }) % SHED_RETRY_SPREAD_SECS;
+        let retry = (SHED_RETRY_MIN_SECS + spread).to_string();
+        let tag = to_tag(req);
+        let mut b = regmesh_sip::ResponseBuilder::new(
+            req,
+            Some(source),
+            503,
+            "Service Unavailable - Overloaded",
+            &tag,
+        );
+        b.header("Retry-After", &retry);
+        Action::Reply(b.finish(None, &[]))
     }
 
     /// A message [`regmesh_sip::parse`] refused: answer 400 (or 505/513) with

@@ -34,7 +34,7 @@ mod testutil;
 pub use auth::ha1;
 pub use date::rfc1123;
 pub use error::RegisterError;
-pub use handle::to_tag;
+pub use handle::{Load, to_tag};
 pub use register::{Outcome, RegisterContext, register, register_checked};
 pub use stats::Stats;
 

@@ -36,6 +36,9 @@ pub struct Stats {
     pub not_found: AtomicU64,
     /// OPTIONS to the node answered 200 (health checks).
     pub options: AtomicU64,
+    /// Requests answered 503 because the transport was overloaded (see
+    /// [`crate::Load`]).
+    pub overload_rejected: AtomicU64,
     /// Per-node nonce-count table (see [`crate::nonce`]).
     pub(crate) nonce_counts: NonceCounts,
 }
@@ -56,6 +59,7 @@ impl Stats {
             ("redirects", get(&self.redirects)),
             ("not_found", get(&self.not_found)),
             ("options", get(&self.options)),
+            ("overload_rejected", get(&self.overload_rejected)),
         ]
     }
 

@@ -106,6 +106,11 @@ pub(crate) struct RawSip {
     pub(crate) max_connections: usize,
     /// A TCP/TLS connection idle this long is closed, e.g. `"300s"`.
     pub(crate) idle_timeout: String,
+    /// UDP overload: a queue delay above this for a whole
+    /// [`crate::sip_udp::OVERLOAD_INTERVAL`] counts as overload, as kernel
+    /// drops do; while overloaded a growing share of new requests gets 503
+    /// with Retry-After. `"0ms"` = never refuse anything.
+    pub(crate) overload_queue_delay: String,
     /// `[sip.tls]`, needed when a `tls:` listener is configured.
     pub(crate) tls: Option<RawTls>,
 }
@@ -117,6 +122,7 @@ impl Default for RawSip {
             max_message_size: 65_535,
             max_connections: 4096,
             idle_timeout: "300s".into(),
+            overload_queue_delay: "50ms".into(),
             tls: None,
         }
     }
@@ -265,6 +271,8 @@ pub(crate) struct Config {
     pub(crate) max_connections: usize,
     /// Idle timeout for stream connections.
     pub(crate) idle_timeout: Duration,
+    /// UDP overload threshold (None = never shed).
+    pub(crate) overload_queue_delay: Option<Duration>,
     /// TLS files, when a `tls:` listener exists.
     pub(crate) tls: Option<RawTls>,
     /// Registrar policy.
@@ -343,6 +351,17 @@ impl RawConfig {
                     "a duration of at least 1s, such as \"300s\" or \"5m\"",
                 )
             })?;
+
+        let overload_queue_delay = parse_duration(&self.sip.overload_queue_delay)
+            .filter(|d| *d <= Duration::from_secs(10))
+            .ok_or_else(|| {
+                invalid(
+                    "sip.overload_queue_delay",
+                    "a duration from 0ms (never shed load) to 10s, such as \"100ms\"",
+                )
+            })?;
+        let overload_queue_delay =
+            (!overload_queue_delay.is_zero()).then_some(overload_queue_delay);
 
         let r = &self.registrar;
         if r.default_expires == 0 {
@@ -501,6 +520,7 @@ impl RawConfig {
             max_message_size: self.sip.max_message_size,
             max_connections: self.sip.max_connections,
             idle_timeout,
+            overload_queue_delay,
             tls: self.sip.tls.clone(),
             policy,
             auth,

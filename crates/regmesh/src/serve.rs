@@ -56,6 +56,8 @@ pub(crate) struct SipShared {
     pub(crate) counters: Arc<SipCounters>,
     pub(crate) max_message_size: usize,
     pub(crate) idle_timeout: Duration,
+    /// `sip.overload_queue_delay` (None: never shed load).
+    pub(crate) overload_queue_delay: Option<Duration>,
     pub(crate) cancel: CancellationToken,
     pub(crate) tracker: TaskTracker,
 }
@@ -127,6 +129,7 @@ async fn serve(cfg: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
         counters: counters.clone(),
         max_message_size: cfg.max_message_size,
         idle_timeout: cfg.idle_timeout,
+        overload_queue_delay: cfg.overload_queue_delay,
         cancel: cancel.clone(),
         tracker: tracker.clone(),
     });

@@ -12,6 +12,24 @@
 //! ([`Commit::on_durable`]), with one non-blocking `sendto`: no task, no
 //! wake-up.
 //!
+//! Overload: a re-registration storm can bring more requests than the
+//! node can answer. Then the receive buffer fills, the kernel drops
+//! datagrams, every client retransmits into the full buffer, and work is
+//! wasted on requests answered too late or never completed (a 401 whose
+//! authenticated retry is dropped): the node registers fewer phones per
+//! second than it could (BENCHMARKS.md measures the collapse). So each
+//! receive thread watches two signals the kernel gives with every datagram
+//! (control messages): the socket's drop counter (`SO_RXQ_OVFL`), and the
+//! time the datagram was queued (`SO_TIMESTAMPNS`), for buffers so large
+//! that clients would time out before it overflows. From them it keeps a
+//! share of new requests to refuse ([`Overload`]), raised while the kernel
+//! drops or the queue delay stays above `sip.overload_queue_delay` for
+//! [`OVERLOAD_INTERVAL`], lowered while neither happens; refused requests
+//! get a cheap 503 with Retry-After ([`regmesh_sip`] parsing only, see
+//! [`regmesh_registrar::Load::Shedding`]), which also stops their
+//! retransmissions. A REGISTER with credentials is never refused: its 401
+//! is already paid for. Nothing is refused while the kernel keeps up.
+//!
 //! Shutdown: the threads block in `recvmmsg` for at most [`RECV_POLL`]
 //! (`SO_RCVTIMEO`), then look at a stop flag (set when serve's cancellation
 //! token fires) and stop. Serve's drain then waits (within its grace) until
@@ -19,9 +37,10 @@
 //! being committed when the signal came still get their reply.
 
 use crate::serve::SipShared;
-use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
+use nix::sys::time::TimeSpec;
 use regmesh_location::{Commit, StoreError};
-use regmesh_registrar::{Action, Deferred, LocalSocket};
+use regmesh_registrar::{Action, Deferred, Load, LocalSocket};
 use regmesh_sip::{Source, Transport};
 use rustix::net::{MMsgHdr, SendAncillaryBuffer, SendFlags, SocketAddrAny, sendmmsg, sendto};
 use std::io::{IoSlice, IoSliceMut};
@@ -46,6 +65,25 @@ const BATCH: usize = 32;
 /// How long a receive thread blocks before it looks at the shutdown flag.
 const RECV_POLL: Duration = Duration::from_millis(100);
 
+/// How long the queue delay must stay above `sip.overload_queue_delay`
+/// to count as overload: CoDel's interval (RFC 8289 §4.2), long enough that
+/// a snapshot's or a scheduler's stall of a few tens of milliseconds
+/// drains before it.
+pub(crate) const OVERLOAD_INTERVAL: Duration = Duration::from_millis(200);
+
+/// The share of new requests refused, in 1/[`SHARE_ONE`]: raised by
+/// [`SHARE_STEP`] per overload signal (drops at most once per
+/// [`RAISE_EVERY`], a standing queue once per interval: what was refused
+/// shows in the queue only after the backlog ahead of it is read, so
+/// faster raises overshoot), and lowered by a quarter (at least half a
+/// step) per [`DECAY_EVERY`] without any signal. Chosen by A/B at 60,000 to
+/// 80,000 digest-auth REGISTERs/s (BENCHMARKS.md): raising on drops every
+/// 10 ms refused too much, every 200 ms too late.
+const SHARE_ONE: u32 = 1024;
+const SHARE_STEP: u32 = SHARE_ONE / 16;
+const RAISE_EVERY: Duration = Duration::from_millis(50);
+const DECAY_EVERY: Duration = Duration::from_millis(100);
+
 /// How often the drain looks whether the threads and the promised answers
 /// are done (only while shutting down).
 const DRAIN_POLL: Duration = Duration::from_millis(2);
@@ -63,6 +101,15 @@ pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     // Best effort: the kernel caps this at net.core.rmem_max.
     if let Err(e) = sock.set_recv_buffer_size(RECV_BUFFER) {
         warn!(error = %e, "could not raise the UDP receive buffer");
+    }
+    // The queue delay and the drop counter with each datagram, for
+    // overload detection (see the module docs).
+    use nix::sys::socket::{setsockopt, sockopt};
+    if let Err(e) = setsockopt(&sock, sockopt::ReceiveTimestampns, &true) {
+        warn!(error = %e, "no receive timestamps: UDP queue delay cannot be watched");
+    }
+    if let Err(e) = setsockopt(&sock, sockopt::RxqOvfl, &1) {
+        warn!(error = %e, "no drop counter: UDP buffer overflows cannot be watched");
     }
     sock.set_read_timeout(Some(RECV_POLL))?;
     sock.bind(&addr.into())?;
@@ -199,6 +246,8 @@ struct ReceiveLoop {
     headers: MultiHeaders<SockaddrStorage>,
     /// This batch's immediate answers and where they go.
     replies: Vec<(Vec<u8>, SocketAddrAny)>,
+    /// Whether requests wait too long to be read (see the module docs).
+    overload: Overload,
 }
 
 impl ReceiveLoop {
@@ -209,14 +258,16 @@ impl ReceiveLoop {
         endpoint: Arc<Endpoint>,
     ) -> Self {
         let bufs = vec![0u8; BATCH * (shared.max_message_size + 1)];
+        let overload = Overload::new(shared.overload_queue_delay, OVERLOAD_INTERVAL);
         Self {
             sock,
             local,
             shared,
             endpoint,
             bufs,
-            headers: MultiHeaders::preallocate(BATCH, None),
+            headers: control_headers(),
             replies: Vec::with_capacity(BATCH),
+            overload,
         }
     }
 
@@ -251,7 +302,32 @@ impl ReceiveLoop {
                 return;
             }
         };
+        // The stamps are on the realtime clock; read it once per batch.
+        let now = wall_clock();
+        let mut truncated = false;
         for msg in received {
+            let (mut queued, mut drops) = (None, None);
+            if let Ok(cmsgs) = msg.cmsgs() {
+                for c in cmsgs {
+                    match c {
+                        ControlMessageOwned::ScmTimestampns(ts) => {
+                            queued = Some(Duration::from(ts))
+                        }
+                        ControlMessageOwned::RxqOvfl(n) => drops = Some(n),
+                        _ => {}
+                    }
+                }
+            } else if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
+                // No room for the drop counter: it appears with the
+                // socket's first drop (see `control_headers`).
+                truncated = true;
+            }
+            let signal = Signal {
+                delay: queued.map(|at| now.saturating_sub(at)),
+                drops,
+                truncated,
+            };
+            let load = self.overload.observe(now, signal);
             let Some(peer) = msg.address.as_ref().and_then(std_addr) else {
                 debug!("datagram without a usable source address dropped");
                 continue;
@@ -270,13 +346,20 @@ impl ReceiveLoop {
                 transport: Transport::Udp,
                 addr: peer,
             };
-            match self.shared.registrar.handle(data, source, self.local) {
+            match self
+                .shared
+                .registrar
+                .handle_under(data, source, self.local, load)
+            {
                 Action::Reply(bytes) => self.replies.push((bytes, SocketAddrAny::from(peer))),
                 Action::ReplyAfterCommit(reply, commit) => {
                     self.endpoint.after_commit(commit, reply, peer);
                 }
                 Action::Drop => {}
             }
+        }
+        if truncated {
+            self.headers = control_headers();
         }
     }
 
@@ -319,6 +402,155 @@ impl ReceiveLoop {
             }
         }
         self.replies.clear();
+    }
+}
+
+/// The realtime clock since the Unix epoch: the clock of the kernel's
+/// receive timestamps, only ever compared with one of them. (A step of the
+/// clock can make one batch look late or early; see [`Overload`].)
+#[allow(clippy::disallowed_methods)] // compared with kernel timestamps of the same clock
+fn wall_clock() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+/// `recvmmsg` headers with room for the control messages of each
+/// datagram: its receive timestamp and, once the socket has dropped any,
+/// its drop counter.
+///
+/// The kernel sets each header's control length to what it wrote, and nix
+/// does not reset it between calls: after datagrams that carried only a
+/// timestamp, the room has shrunk to that, and the socket's first drop
+/// (after which every datagram carries the counter) arrives truncated
+/// (`MSG_CTRUNC`). That truncation is itself the signal of the first drop;
+/// the receive loop then makes new headers, whose room every later datagram
+/// fills exactly.
+fn control_headers() -> MultiHeaders<SockaddrStorage> {
+    MultiHeaders::preallocate(BATCH, Some(nix::cmsg_space!(TimeSpec, u32)))
+}
+
+/// What the kernel said about one datagram, for [`Overload`].
+#[derive(Debug, Clone, Copy, Default)]
+struct Signal {
+    /// How long it waited in the receive queue.
+    delay: Option<Duration>,
+    /// The socket's drop counter when it was queued (absent until the
+    /// socket's first drop).
+    drops: Option<u32>,
+    /// The control messages did not fit: the drop counter just appeared.
+    truncated: bool,
+}
+
+/// The overload controller of one receive thread (see the module docs):
+/// the share of new requests to refuse, raised on each overload signal and
+/// decayed without one, and spread evenly over the requests (every n-th,
+/// not bursts).
+///
+/// Signals: the kernel dropped datagrams since the last one seen, or the
+/// queue delay stayed above `target` for a whole `interval` (CoDel, RFC
+/// 8289 §4.2). An additive raise and a multiplicative decay settle near the
+/// share the node cannot serve; a fixed on/off rule would refuse all or
+/// nothing, and with a small kernel buffer (the default `rmem_max` caps
+/// ours at ~400 KB, a few milliseconds of a storm) would swing between
+/// the two every few milliseconds.
+#[derive(Debug)]
+struct Overload {
+    /// None: never refuse anything.
+    target: Option<Duration>,
+    interval: Duration,
+    /// When the delay went above target and has stayed there since.
+    above_since: Option<Duration>,
+    /// The last drop counter seen (0 before the first drop).
+    drops: u32,
+    /// The share refused, in 1/[`SHARE_ONE`].
+    share: u32,
+    /// Accumulates `share` per request; a request that carries it past
+    /// [`SHARE_ONE`] is refused.
+    credit: u32,
+    last_raise: Duration,
+    last_signal: Duration,
+    last_decay: Duration,
+}
+
+impl Overload {
+    fn new(target: Option<Duration>, interval: Duration) -> Self {
+        Self {
+            target,
+            interval,
+            above_since: None,
+            drops: 0,
+            share: 0,
+            credit: 0,
+            last_raise: Duration::ZERO,
+            last_signal: Duration::ZERO,
+            last_decay: Duration::ZERO,
+        }
+    }
+
+    /// A datagram read at `now` (realtime clock). A clock step back makes
+    /// delays read as zero; a step forward makes the datagrams queued
+    /// before it look late, but those stamped after it read normal again
+    /// well within `interval`, so a step alone never raises the share.
+    fn observe(&mut self, now: Duration, s: Signal) -> Load {
+        let Some(target) = self.target else {
+            return Load::Normal;
+        };
+        let now_dropping = s.truncated
+            || s.drops.is_some_and(|d| {
+                // The counter only grows (wrapping as a u32): any change
+                // is new drops.
+                let changed = d != self.drops;
+                self.drops = d;
+                changed
+            });
+        // A standing queue: above target for a whole interval, and still.
+        let standing = match s.delay {
+            Some(d) if d > target => {
+                let since = *self.above_since.get_or_insert(now);
+                now.saturating_sub(since) >= self.interval
+            }
+            Some(_) => {
+                self.above_since = None;
+                false
+            }
+            None => self
+                .above_since
+                .is_some_and(|since| now.saturating_sub(since) >= self.interval),
+        };
+        // Drops raise at most every RAISE_EVERY (one burst counts once); a
+        // standing queue once per interval for as long as it stands.
+        let raise = (now_dropping
+            && (self.share == 0 || now.saturating_sub(self.last_raise) >= RAISE_EVERY))
+            || (standing
+                && (self.share == 0 || now.saturating_sub(self.last_raise) >= self.interval));
+        if now_dropping || standing {
+            self.last_signal = now;
+        }
+        if raise {
+            self.share = (self.share + SHARE_STEP).min(SHARE_ONE);
+            self.last_raise = now;
+            self.last_decay = now;
+        } else if self.share > 0
+            && now.saturating_sub(self.last_signal) >= DECAY_EVERY
+            && now.saturating_sub(self.last_decay) >= DECAY_EVERY
+        {
+            // A quarter, but at least half a step: the tail ends.
+            self.share = self
+                .share
+                .saturating_sub((self.share / 4).max(SHARE_STEP / 2));
+            self.last_decay = now;
+        }
+        if self.share == 0 {
+            return Load::Normal;
+        }
+        self.credit += self.share;
+        if self.credit >= SHARE_ONE {
+            self.credit -= SHARE_ONE;
+            Load::Shedding
+        } else {
+            Load::Normal
+        }
     }
 }
 
@@ -387,6 +619,7 @@ mod tests {
             counters: Arc::new(SipCounters::default()),
             max_message_size: MAX_MESSAGE,
             idle_timeout: Duration::from_secs(60),
+            overload_queue_delay: None,
             cancel: CancellationToken::new(),
             tracker: TaskTracker::new(),
         });
@@ -608,6 +841,125 @@ mod tests {
         assert_eq!(receive_threads(2), 1);
         assert_eq!(receive_threads(3), 1);
         assert_eq!(receive_threads(8), 4);
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn delayed(d: Duration) -> Signal {
+        Signal {
+            delay: Some(d),
+            ..Signal::default()
+        }
+    }
+
+    /// Requests refused out of `n` observed at `now` with signal `s`.
+    fn refused(o: &mut Overload, now: Duration, s: Signal, n: usize) -> usize {
+        (0..n)
+            .filter(|_| o.observe(now, s) == Load::Shedding)
+            .count()
+    }
+
+    #[test]
+    fn a_stall_shorter_than_the_interval_refuses_nothing() {
+        let mut o = Overload::new(Some(ms(100)), ms(200));
+        assert_eq!(refused(&mut o, ms(1_000), delayed(ms(150)), 50), 0);
+        assert_eq!(refused(&mut o, ms(1_150), delayed(ms(180)), 50), 0);
+        // It drained: one datagram within target resets the clock.
+        assert_eq!(refused(&mut o, ms(1_210), delayed(ms(90)), 1), 0);
+        assert_eq!(refused(&mut o, ms(1_220), delayed(ms(150)), 50), 0);
+        assert_eq!(refused(&mut o, ms(1_400), delayed(ms(150)), 50), 0);
+        // Above target for a whole interval: a first share is refused,
+        // spread evenly (one in 16 at the first step).
+        assert_eq!(refused(&mut o, ms(1_420), delayed(ms(150)), 160), 10);
+    }
+
+    #[test]
+    fn drops_raise_the_share_and_quiet_lowers_it_to_nothing() {
+        let mut o = Overload::new(Some(ms(250)), ms(200));
+        let quiet = delayed(ms(1));
+        let dropping = |n| Signal {
+            delay: Some(ms(2)),
+            drops: Some(n),
+            truncated: false,
+        };
+        assert_eq!(refused(&mut o, ms(0), quiet, 100), 0);
+        // The socket's first drop arrives as a truncated control message.
+        let first = Signal {
+            truncated: true,
+            ..quiet
+        };
+        assert_eq!(o.observe(ms(10), first), Load::Normal);
+        assert_eq!(o.share, SHARE_STEP);
+        // Then the counter, rising for 8 raises 50 ms apart; a burst of
+        // drops within 50 ms counts once.
+        for i in 0..8 {
+            let t = ms(60 + 50 * i);
+            o.observe(t, dropping(100 + i as u32 * 10));
+            o.observe(t, dropping(105 + i as u32 * 10));
+        }
+        assert_eq!(o.share, 9 * SHARE_STEP);
+        // The counter standing still is not a signal.
+        o.observe(ms(425), dropping(175));
+        assert_eq!(o.share, 9 * SHARE_STEP);
+        let share = o.share as usize;
+        assert_eq!(refused(&mut o, ms(425), dropping(175), 1024), share);
+        // No signal for 100 ms: a quarter off per 100 ms, down to zero.
+        let mut t = 520;
+        while o.share > 0 {
+            let before = o.share;
+            o.observe(ms(t), dropping(175));
+            assert!(o.share < before, "decays at {t} ms");
+            t += 100;
+        }
+        assert!(t <= 1_520, "back to normal within {t} ms");
+        assert_eq!(refused(&mut o, ms(t), dropping(175), 1000), 0);
+    }
+
+    #[test]
+    fn a_standing_queue_raises_the_share_every_interval_without_decay() {
+        let mut o = Overload::new(Some(ms(100)), ms(200));
+        let late = delayed(ms(150));
+        let mut t = 0;
+        // Datagrams every 10 ms, all late, for 2 s: raised at 200 ms,
+        // then once per 200 ms, never lowered in between.
+        while t <= 2_000 {
+            o.observe(ms(t), late);
+            t += 10;
+        }
+        assert_eq!(o.share, 10 * SHARE_STEP);
+        // Read within target once: no longer standing; it decays.
+        o.observe(ms(2_010), delayed(ms(5)));
+        o.observe(ms(2_300), delayed(ms(5)));
+        assert!(o.share < 10 * SHARE_STEP);
+    }
+
+    #[test]
+    fn a_counter_that_wraps_still_counts_as_drops() {
+        let mut o = Overload::new(Some(ms(250)), ms(200));
+        let at = |n| Signal {
+            delay: Some(ms(1)),
+            drops: Some(n),
+            truncated: false,
+        };
+        o.observe(ms(0), at(u32::MAX - 1));
+        assert_eq!(o.share, SHARE_STEP);
+        o.observe(ms(60), at(3));
+        assert_eq!(o.share, 2 * SHARE_STEP);
+    }
+
+    #[test]
+    fn overload_off_never_sheds() {
+        let mut o = Overload::new(None, ms(200));
+        for t in 0..100 {
+            let s = Signal {
+                delay: Some(ms(10_000)),
+                drops: Some(t as u32),
+                truncated: true,
+            };
+            assert_eq!(o.observe(ms(t * 100), s), Load::Normal);
+        }
     }
 
     #[tokio::test]

@@ -339,6 +339,105 @@ fn unhealthy_store_answers_503_with_retry_after() {
     assert_eq!(n.stat("rejected_regs"), 1);
 }
 
+#[test]
+fn shedding_turns_new_work_away_with_a_spread_retry_after_but_completes_challenges() {
+    let n = node_with(true);
+    let (ha1_md5, ha1_sha256) = ha1("alice", "example.com", "secret");
+    let put = n.registrar.location.put_subscriber(Subscriber {
+        user: "alice".to_owned(),
+        domain: "example.com".to_owned(),
+        realm: "example.com".to_owned(),
+        ha1_md5,
+        ha1_sha256,
+    });
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime")
+        .block_on(put)
+        .expect("subscriber stored");
+    let shed =
+        |bytes: &[u8]| match n
+            .registrar
+            .handle_under(bytes, source(), local(), Load::Shedding)
+        {
+            Action::Reply(b) => b,
+            Action::ReplyAfterCommit(reply, commit) => {
+                commit.wait_blocking().expect("durable");
+                reply.into_reply()
+            }
+            Action::Drop => panic!("dropped"),
+        };
+
+    // A challenge issued before the overload...
+    let first = n.reply(&reg().contact("<sip:alice@192.0.2.10:5062>").build());
+    let nonce = nonce_of(all(&resp(&first), "WWW-Authenticate")[0]);
+
+    // ...new REGISTERs and lookups get 503 with Retry-After, same dialog
+    // fields as any answer (RFC 3261 §8.2.6.2), and nothing is written.
+    let mut retry_after = std::collections::BTreeSet::new();
+    for i in 0..20 {
+        let r = shed(
+            &reg()
+                .call_id(&format!("storm-{i}@192.0.2.10"))
+                .contact("<sip:alice@192.0.2.10:5062>")
+                .build(),
+        );
+        let r = resp(&r);
+        assert_eq!(
+            (r.status, r.reason),
+            (503, "Service Unavailable - Overloaded")
+        );
+        assert_eq!(
+            r.headers.get("Call-ID"),
+            Some(format!("storm-{i}@192.0.2.10").as_str())
+        );
+        let secs: u64 = r
+            .headers
+            .get("Retry-After")
+            .and_then(|v| v.parse().ok())
+            .expect("Retry-After in seconds");
+        assert!((10..60).contains(&secs), "{secs}");
+        retry_after.insert(secs);
+    }
+    assert!(
+        retry_after.len() > 5,
+        "clients come back spread out: {retry_after:?}"
+    );
+    let invite = shed(&request("INVITE", "sip:alice@example.com", &[]));
+    assert_eq!(resp(&invite).status, 503);
+    assert!(n.registrar.location.lookup("alice@example.com").is_empty());
+
+    // The answer to the earlier challenge completes: the 401 was work done.
+    let second = reg()
+        .cseq(2)
+        .contact("<sip:alice@192.0.2.10:5062>")
+        .header(&authorization(&nonce, "00000001", "secret"))
+        .build();
+    assert_eq!(resp(&shed(&second)).status, 200);
+    assert_eq!(n.registrar.location.lookup("alice@example.com").len(), 1);
+    // An ACK is never answered, overloaded or not.
+    assert!(matches!(
+        n.registrar.handle_under(
+            &request("ACK", "sip:alice@example.com", &[]),
+            source(),
+            local(),
+            Load::Shedding
+        ),
+        Action::Drop
+    ));
+    assert_eq!(n.stat("overload_rejected"), 21);
+    assert_eq!(n.stat("accepted_regs"), 1);
+
+    // Once the load is normal again the same new REGISTER is challenged.
+    let after = n.reply(
+        &reg()
+            .call_id("storm-0@192.0.2.10")
+            .contact("<sip:alice@192.0.2.10:5062>")
+            .build(),
+    );
+    assert_eq!(resp(&after).status, 401);
+}
+
 mod no_panic {
     //! Anything from the network, mutated valid requests included, gets an
     //! answer or is dropped; it never panics the registrar (issue: "No

@@ -39,6 +39,22 @@ fn commit_interval_is_read() {
     assert_eq!(c.store.commit_interval, Duration::from_micros(750));
 }
 
+#[test]
+fn overload_queue_delay_defaults_to_50ms_and_zero_turns_it_off() {
+    let c = RawConfig::from_toml("")
+        .and_then(RawConfig::validate)
+        .expect("valid");
+    assert_eq!(c.overload_queue_delay, Some(Duration::from_millis(50)));
+    let c = RawConfig::from_toml("[sip]\noverload_queue_delay = \"0ms\"")
+        .and_then(RawConfig::validate)
+        .expect("valid");
+    assert_eq!(c.overload_queue_delay, None);
+    let c = RawConfig::from_toml("[sip]\noverload_queue_delay = \"400ms\"")
+        .and_then(RawConfig::validate)
+        .expect("valid");
+    assert_eq!(c.overload_queue_delay, Some(Duration::from_millis(400)));
+}
+
 /// Every table rejects a key it does not know, and the message names it
 /// (hickory's `test_reject_unknown_fields`).
 #[test]
@@ -103,6 +119,14 @@ fn rules_name_their_key() {
         ("[auth]\nalgorithms = [\"SHA-512\"]", "auth.algorithms"),
         ("[auth]\nalgorithms = [\"MD5\", \"md5\"]", "auth.algorithms"),
         ("[store]\ncommit_interval = \"1s\"", "store.commit_interval"),
+        (
+            "[sip]\noverload_queue_delay = \"11s\"",
+            "sip.overload_queue_delay",
+        ),
+        (
+            "[sip]\noverload_queue_delay = \"soon\"",
+            "sip.overload_queue_delay",
+        ),
         (
             "[store]\ncommit_interval = \"fast\"",
             "store.commit_interval",

@@ -9,7 +9,7 @@
 //! |---|---|
 //! | `registrar:accepted_regs` | REGISTERs answered 2xx |
 //! | `registrar:rejected_regs` | REGISTERs answered with an error |
-//! | `registrar:auth_challenges`, `auth_failures`, `bad_messages`, `dropped`, `lookups`, `redirects`, `not_found`, `options` | regmesh's own registrar counters (see `regmesh_registrar::Stats`) |
+//! | `registrar:auth_challenges`, `auth_failures`, `bad_messages`, `dropped`, `lookups`, `redirects`, `not_found`, `options`, `overload_rejected` | regmesh's own registrar counters (see `regmesh_registrar::Stats`) |
 //! | `registrar:default_expire` | `default_expires` in effect (seconds) |
 //! | `registrar:max_expires`, `registrar:max_contacts` | the policy in effect (0 = no limit) |
 //! | `usrloc:registered_users` | AoRs with at least one live binding |

@@ -791,13 +791,14 @@ async fn stats_use_kamailio_names_and_shape() {
             "registrar:redirects = 0",
             "registrar:not_found = 0",
             "registrar:options = 0",
+            "registrar:overload_rejected = 0",
             "registrar:default_expire = 3600",
             "registrar:max_expires = 86400",
             "registrar:max_contacts = 0"
         ])
     );
     let all = env.ok("stats.get_statistics", json!(["all"])).await;
-    assert_eq!(all.as_array().map(Vec::len), Some(17));
+    assert_eq!(all.as_array().map(Vec::len), Some(18));
     let one = env
         .ok(
             "stats.get_statistics",
