@@ -212,3 +212,22 @@ for row in rows:
     for rate, c in row["cpu_by_rate"].items():
         print(f"| {name} | {f0(rate)} | {c['kamailio']:.1f} | {c['regmesh']:.1f} | {ratio(c['regmesh'], c['kamailio'])} |")
 print()
+
+# Past the knee: how many registrations a server still completes per second
+# when offered more than it can serve (a re-registration storm), per step it
+# failed, median over the rounds that ran the step.
+print("Past the knee (steps a server failed in at least one round): 200 OK per second over the run, 503s, retransmissions and timeouts per run, medians of the rounds that ran the step:")
+print()
+print("| scenario | server | offered rate/s | rounds | 200 OK/s | 503 | retransmissions | timeouts |")
+print("|---|---|---|---|---|---|---|---|")
+for scen in sorted({r["scenario"] for r in steps_all}):
+    name = "no auth" if scen == "auth=0" else "digest auth"
+    for srv in SERVERS:
+        failed = [r for r in steps_all if r["scenario"] == scen and r["server"] == srv and not clean(r)]
+        for rate in sorted({r["rate"] for r in failed}):
+            rs = [r for r in steps_all if r["scenario"] == scen and r["server"] == srv and r["rate"] == rate]
+            good = med([r["d"]["status"].get("200", 0) / max(r["d"]["elapsed_s"], 1e-6) for r in rs])
+            print(f"| {name} | {srv} | {f0(rate)} | {len(rs)} | {f0(good)} "
+                  f"| {f0(med([r['d']['status'].get('503', 0) for r in rs]))} "
+                  f"| {f0(med([r['d']['retransmissions'] for r in rs]))} | {f0(med([r['d']['timeouts'] for r in rs]))} |")
+print()
