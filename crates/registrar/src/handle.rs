@@ -105,9 +105,7 @@ impl Registrar {
     fn shed(&self, req: &Request<'_>, source: Source) -> Action {
         bump(&self.stats.overload_rejected);
         let call_id = req.headers.get("Call-ID").unwrap_or("");
-        let spread = call_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-        }) % SHED_RETRY_SPREAD_SECS;
+        let spread = fnv1a(call_id.bytes()) % SHED_RETRY_SPREAD_SECS;
         let retry = (SHED_RETRY_MIN_SECS + spread).to_string();
         let tag = to_tag(req);
         let mut b = regmesh_sip::ResponseBuilder::new(
@@ -340,12 +338,17 @@ pub fn to_tag(req: &Request<'_>) -> String {
 
 /// [`to_tag`] from the Call-ID and From tag.
 fn tag_of(call_id: &str, from_tag: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in call_id.bytes().chain([0u8]).chain(from_tag.bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let h = fnv1a(call_id.bytes().chain([0u8]).chain(from_tag.bytes()));
     to_hex(&h.to_be_bytes())
+}
+
+/// 64-bit FNV-1a: stable across runs and builds (the To-tag of a
+/// retransmission must equal the original's), cheap, and spread well
+/// enough for tags and for spreading Retry-After.
+fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 #[cfg(test)]

@@ -23,6 +23,18 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// The realtime clock since the Unix epoch: the clock of the kernel's
+/// receive timestamps (`SO_TIMESTAMPNS`), which the SIP receive threads
+/// (queue delay) and the bench generator (arrival time) compare with it a
+/// moment after the datagram is read. Only such differences are used, so a
+/// clock step moves at most the datagrams queued across it.
+#[allow(clippy::disallowed_methods)] // compared with kernel timestamps of the same clock
+pub(crate) fn realtime_now() -> std::time::Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
 #[derive(Parser)]
 #[command(
     name = "regmesh",

@@ -303,7 +303,7 @@ impl ReceiveLoop {
             }
         };
         // The stamps are on the realtime clock; read it once per batch.
-        let now = wall_clock();
+        let now = crate::realtime_now();
         let mut truncated = false;
         for msg in received {
             let (mut queued, mut drops) = (None, None);
@@ -403,16 +403,6 @@ impl ReceiveLoop {
         }
         self.replies.clear();
     }
-}
-
-/// The realtime clock since the Unix epoch: the clock of the kernel's
-/// receive timestamps, only ever compared with one of them. (A step of the
-/// clock can make one batch look late or early; see [`Overload`].)
-#[allow(clippy::disallowed_methods)] // compared with kernel timestamps of the same clock
-fn wall_clock() -> Duration {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
 }
 
 /// `recvmmsg` headers with room for the control messages of each

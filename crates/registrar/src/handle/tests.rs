@@ -56,6 +56,23 @@ impl Node {
         }
     }
 
+    /// Provision alice@example.com with password `secret`.
+    fn add_alice(&self) {
+        let (ha1_md5, ha1_sha256) = ha1("alice", "example.com", "secret");
+        let put = self.registrar.location.put_subscriber(Subscriber {
+            user: "alice".to_owned(),
+            domain: "example.com".to_owned(),
+            realm: "example.com".to_owned(),
+            ha1_md5,
+            ha1_sha256,
+        });
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(put)
+            .expect("subscriber stored");
+    }
+
     fn stat(&self, name: &str) -> u64 {
         self.registrar
             .stats
@@ -198,19 +215,7 @@ fn authorization(nonce: &str, nc: &str, password: &str) -> String {
 fn digest_auth_challenge_then_accept() {
     // RFC 3261 §22.2: 401 with challenges, then the request again with credentials.
     let n = node_with(true);
-    let (ha1_md5, ha1_sha256) = ha1("alice", "example.com", "secret");
-    let put = n.registrar.location.put_subscriber(Subscriber {
-        user: "alice".to_owned(),
-        domain: "example.com".to_owned(),
-        realm: "example.com".to_owned(),
-        ha1_md5,
-        ha1_sha256,
-    });
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime")
-        .block_on(put)
-        .expect("subscriber stored");
+    n.add_alice();
 
     let first = n.reply(&reg().contact("<sip:alice@192.0.2.10:5062>").build());
     let r = resp(&first);
@@ -342,19 +347,7 @@ fn unhealthy_store_answers_503_with_retry_after() {
 #[test]
 fn shedding_turns_new_work_away_with_a_spread_retry_after_but_completes_challenges() {
     let n = node_with(true);
-    let (ha1_md5, ha1_sha256) = ha1("alice", "example.com", "secret");
-    let put = n.registrar.location.put_subscriber(Subscriber {
-        user: "alice".to_owned(),
-        domain: "example.com".to_owned(),
-        realm: "example.com".to_owned(),
-        ha1_md5,
-        ha1_sha256,
-    });
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime")
-        .block_on(put)
-        .expect("subscriber stored");
+    n.add_alice();
     let shed =
         |bytes: &[u8]| match n
             .registrar

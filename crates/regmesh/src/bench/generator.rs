@@ -920,7 +920,7 @@ fn receiver(plan: &Plan, lane: &Lane, tx: &Tx, rx: Rx, stop: &AtomicBool) -> Lat
                 // run is timed on the monotonic one. Read both now and
                 // take each stamp's age: a clock step cannot skew it.
                 let now_us = plan.start.elapsed().as_micros() as u64 + 1;
-                let wall = super::wall_now();
+                let wall = crate::realtime_now();
                 for i in 0..n {
                     let arrived_us = match inbox.arrived(i) {
                         Some(at) => {

@@ -34,16 +34,6 @@ pub(crate) fn now() -> std::time::Instant {
     std::time::Instant::now()
 }
 
-/// The realtime clock, since the Unix epoch: the clock of the kernel's
-/// receive timestamps. Only ever compared with one of those a moment later
-/// (see `generator::receiver`), so a clock step between runs does not matter.
-#[allow(clippy::disallowed_methods)] // the bench measures wall time by definition
-pub(crate) fn wall_now() -> std::time::Duration {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-}
-
 /// User and system CPU seconds of this process, from /proc/self/stat
 /// (clock ticks; USER_HZ is 100 on Linux).
 pub(crate) fn cpu_seconds() -> (f64, f64) {
