@@ -357,7 +357,7 @@ impl RawConfig {
             .ok_or_else(|| {
                 invalid(
                     "sip.overload_queue_delay",
-                    "a duration from 0ms (never shed load) to 10s, such as \"100ms\"",
+                    "a duration from 0ms (never refuse for overload) to 10s, such as \"50ms\"",
                 )
             })?;
         let overload_queue_delay =
