@@ -98,7 +98,9 @@ impl Registrar {
     /// A REGISTER that answers a challenge (auth on, credentials present):
     /// the registrar already sent its 401, and refusing now would waste it.
     fn completes_auth(&self, req: &Request<'_>) -> bool {
-        self.auth.enabled && req.method == Method::Register && req.authorization().is_some()
+        self.auth.enabled
+            && req.method == Method::Register
+            && req.headers.get("Authorization").is_some()
     }
 
     /// The overload 503 (see [`Registrar::handle_under`]).

@@ -246,7 +246,7 @@ struct ReceiveLoop {
     headers: MultiHeaders<SockaddrStorage>,
     /// This batch's immediate answers and where they go.
     replies: Vec<(Vec<u8>, SocketAddrAny)>,
-    /// Whether requests wait too long to be read (see the module docs).
+    /// The share of new requests to refuse for overload (see the module docs).
     overload: Overload,
 }
 
@@ -258,7 +258,7 @@ impl ReceiveLoop {
         endpoint: Arc<Endpoint>,
     ) -> Self {
         let bufs = vec![0u8; BATCH * (shared.max_message_size + 1)];
-        let overload = Overload::new(shared.overload_queue_delay, OVERLOAD_INTERVAL);
+        let overload = Overload::new(shared.overload_queue_delay);
         Self {
             sock,
             local,
@@ -438,7 +438,7 @@ struct Signal {
 /// not bursts).
 ///
 /// Signals: the kernel dropped datagrams since the last one seen, or the
-/// queue delay stayed above `target` for a whole `interval` (CoDel, RFC
+/// queue delay stayed above `target` for a whole [`OVERLOAD_INTERVAL`] (CoDel, RFC
 /// 8289 §4.2). An additive raise and a multiplicative decay settle near the
 /// share the node cannot serve; a fixed on/off rule would refuse all or
 /// nothing, and with a small kernel buffer (the default `rmem_max` caps
@@ -448,7 +448,6 @@ struct Signal {
 struct Overload {
     /// None: never refuse anything.
     target: Option<Duration>,
-    interval: Duration,
     /// When the delay went above target and has stayed there since.
     above_since: Option<Duration>,
     /// The last drop counter seen (0 before the first drop).
@@ -464,10 +463,9 @@ struct Overload {
 }
 
 impl Overload {
-    fn new(target: Option<Duration>, interval: Duration) -> Self {
+    fn new(target: Option<Duration>) -> Self {
         Self {
             target,
-            interval,
             above_since: None,
             drops: 0,
             share: 0,
@@ -481,7 +479,7 @@ impl Overload {
     /// A datagram read at `now` (realtime clock). A clock step back makes
     /// delays read as zero; a step forward makes the datagrams queued
     /// before it look late, but those stamped after it read normal again
-    /// well within `interval`, so a step alone never raises the share.
+    /// well within [`OVERLOAD_INTERVAL`], so a step alone never raises the share.
     fn observe(&mut self, now: Duration, s: Signal) -> Load {
         let Some(target) = self.target else {
             return Load::Normal;
@@ -498,7 +496,7 @@ impl Overload {
         let standing = match s.delay {
             Some(d) if d > target => {
                 let since = *self.above_since.get_or_insert(now);
-                now.saturating_sub(since) >= self.interval
+                now.saturating_sub(since) >= OVERLOAD_INTERVAL
             }
             Some(_) => {
                 self.above_since = None;
@@ -506,14 +504,14 @@ impl Overload {
             }
             None => self
                 .above_since
-                .is_some_and(|since| now.saturating_sub(since) >= self.interval),
+                .is_some_and(|since| now.saturating_sub(since) >= OVERLOAD_INTERVAL),
         };
         // Drops raise at most every RAISE_EVERY (one burst counts once); a
         // standing queue once per interval for as long as it stands.
         let raise = (now_dropping
             && (self.share == 0 || now.saturating_sub(self.last_raise) >= RAISE_EVERY))
             || (standing
-                && (self.share == 0 || now.saturating_sub(self.last_raise) >= self.interval));
+                && (self.share == 0 || now.saturating_sub(self.last_raise) >= OVERLOAD_INTERVAL));
         if now_dropping || standing {
             self.last_signal = now;
         }
@@ -853,7 +851,7 @@ mod tests {
 
     #[test]
     fn a_stall_shorter_than_the_interval_refuses_nothing() {
-        let mut o = Overload::new(Some(ms(100)), ms(200));
+        let mut o = Overload::new(Some(ms(100)));
         assert_eq!(refused(&mut o, ms(1_000), delayed(ms(150)), 50), 0);
         assert_eq!(refused(&mut o, ms(1_150), delayed(ms(180)), 50), 0);
         // It drained: one datagram within target resets the clock.
@@ -867,7 +865,7 @@ mod tests {
 
     #[test]
     fn drops_raise_the_share_and_quiet_lowers_it_to_nothing() {
-        let mut o = Overload::new(Some(ms(250)), ms(200));
+        let mut o = Overload::new(Some(ms(250)));
         let quiet = delayed(ms(1));
         let dropping = |n| Signal {
             delay: Some(ms(2)),
@@ -909,7 +907,7 @@ mod tests {
 
     #[test]
     fn a_standing_queue_raises_the_share_every_interval_without_decay() {
-        let mut o = Overload::new(Some(ms(100)), ms(200));
+        let mut o = Overload::new(Some(ms(100)));
         let late = delayed(ms(150));
         let mut t = 0;
         // Datagrams every 10 ms, all late, for 2 s: raised at 200 ms,
@@ -927,7 +925,7 @@ mod tests {
 
     #[test]
     fn a_counter_that_wraps_still_counts_as_drops() {
-        let mut o = Overload::new(Some(ms(250)), ms(200));
+        let mut o = Overload::new(Some(ms(250)));
         let at = |n| Signal {
             delay: Some(ms(1)),
             drops: Some(n),
@@ -941,7 +939,7 @@ mod tests {
 
     #[test]
     fn overload_off_never_sheds() {
-        let mut o = Overload::new(None, ms(200));
+        let mut o = Overload::new(None);
         for t in 0..100 {
             let s = Signal {
                 delay: Some(ms(10_000)),

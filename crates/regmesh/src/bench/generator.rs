@@ -523,19 +523,9 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         // The server's latency (see `Latencies`): from each request's send
         // to the kernel's receive timestamp of its final answer, less the
         // generator's own time between a 401 and its answer.
-        "latency_us": {
-            "p50": hist.quantile(0.50),
-            "p99": hist.quantile(0.99),
-            "p999": hist.quantile(0.999),
-            "max": hist.quantile(1.0),
-        },
+        "latency_us": quantiles(&hist),
         // As the generator's threads saw it, its own delays included.
-        "client_latency_us": {
-            "p50": client.quantile(0.50),
-            "p99": client.quantile(0.99),
-            "p999": client.quantile(0.999),
-            "max": client.quantile(1.0),
-        },
+        "client_latency_us": quantiles(&client),
         "latency_timeline": {
             "max_us_by_second": max_by_second,
             "slow_threshold_us": SLOW_US,
@@ -575,6 +565,16 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         None => {}
     }
     Ok(())
+}
+
+/// The quantiles a report gives of a latency histogram, µs.
+fn quantiles(h: &Histogram) -> serde_json::Value {
+    json!({
+        "p50": h.quantile(0.50),
+        "p99": h.quantile(0.99),
+        "p999": h.quantile(0.999),
+        "max": h.quantile(1.0),
+    })
 }
 
 struct Pending {
@@ -921,10 +921,11 @@ fn receiver(plan: &Plan, lane: &Lane, tx: &Tx, rx: Rx, stop: &AtomicBool) -> Lat
                 // take each stamp's age: a clock step cannot skew it.
                 let now_us = plan.start.elapsed().as_micros() as u64 + 1;
                 let wall = crate::realtime_now();
+                let mut stamped = 0;
                 for i in 0..n {
                     let arrived_us = match inbox.arrived(i) {
                         Some(at) => {
-                            lane.kernel_stamped.fetch_add(1, Ordering::Relaxed);
+                            stamped += 1;
                             let age = wall.saturating_sub(at).as_micros() as u64;
                             now_us.saturating_sub(age)
                         }
@@ -942,6 +943,7 @@ fn receiver(plan: &Plan, lane: &Lane, tx: &Tx, rx: Rx, stop: &AtomicBool) -> Lat
                     );
                 }
                 lane.received.fetch_add(n as u64, Ordering::Relaxed);
+                lane.kernel_stamped.fetch_add(stamped, Ordering::Relaxed);
                 lane.recv_calls.store(inbox.calls, Ordering::Relaxed);
                 lane.wake_sender();
             }
