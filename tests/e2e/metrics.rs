@@ -104,6 +104,34 @@ fn health_is_200_and_metrics_count_registrations() {
         "every REGISTER outcome is counted:\n{text}"
     );
     assert_eq!(sum(&samples, "regmesh_bindings"), Some(2.0), "{text}");
+    // Each answer's time in the node: the two accepted REGISTERs waited for
+    // their commit, the 423 did not.
+    assert_eq!(
+        types
+            .get("regmesh_sip_udp_answer_seconds")
+            .map(String::as_str),
+        Some("histogram"),
+        "{text}"
+    );
+    let count = |labels: &str| {
+        samples
+            .iter()
+            .find(|(n, l, _)| n == "regmesh_sip_udp_answer_seconds_count" && l == labels)
+            .map(|(_, _, v)| *v)
+    };
+    assert_eq!(count("wait=\"commit\""), Some(2.0), "{text}");
+    assert_eq!(count("wait=\"none\""), Some(1.0), "{text}");
+    let inf = samples
+        .iter()
+        .find(|(n, l, _)| {
+            n == "regmesh_sip_udp_answer_seconds_bucket" && l == "wait=\"commit\",le=\"+Inf\""
+        })
+        .map(|(_, _, v)| *v);
+    assert_eq!(
+        inf,
+        Some(2.0),
+        "the +Inf bucket holds every answer:\n{text}"
+    );
     for (name, ty) in &types {
         assert!(
             name.starts_with("regmesh_"),

@@ -23,6 +23,57 @@ pub(crate) struct SipCounters {
     pub(crate) oversize: AtomicU64,
     /// Stream connections closed because framing was lost.
     pub(crate) bad_frames: AtomicU64,
+    /// How long UDP requests answered at once (no commit to wait for:
+    /// challenges, lookups, errors, refusals) took inside this node.
+    pub(crate) udp_answer_immediate: AnswerTimes,
+    /// How long UDP requests whose answer waits for a durable commit (an
+    /// accepted REGISTER that changed something) took inside this node.
+    pub(crate) udp_answer_durable: AnswerTimes,
+}
+
+/// Upper bounds (µs) of the answer-time histogram's buckets. Fine around
+/// 1-5 ms, where a durable answer (an fsync plus up to one commit
+/// interval) lands and where a latency target is usually set.
+pub(crate) const ANSWER_BUCKETS_US: [u64; 14] = [
+    100, 250, 500, 750, 1_000, 1_500, 2_000, 3_000, 5_000, 10_000, 20_000, 50_000, 100_000,
+    1_000_000,
+];
+
+/// Histogram of the time from a UDP request's arrival (the kernel's receive
+/// timestamp, so time spent queued in the socket buffer counts) to its
+/// answer being handed to the kernel: the registrar's own latency, with
+/// the network and the client left out. Why it exists: a client-side
+/// measure mixes in the client's scheduling (a load generator sharing the
+/// machine waits for a CPU too), and an operator wants to see the node's
+/// share without an external probe. Only answered requests count; a
+/// request dropped or sent no answer has no answer time.
+#[derive(Debug, Default)]
+pub(crate) struct AnswerTimes {
+    /// Counts per [`ANSWER_BUCKETS_US`] bound (not cumulative), then the
+    /// slower ones.
+    buckets: [AtomicU64; ANSWER_BUCKETS_US.len() + 1],
+    sum_us: AtomicU64,
+}
+
+impl AnswerTimes {
+    /// Count one answer that took `took`.
+    pub(crate) fn record(&self, took: std::time::Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let i = ANSWER_BUCKETS_US
+            .iter()
+            .position(|&b| us <= b)
+            .unwrap_or(ANSWER_BUCKETS_US.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    /// Per-bucket counts (not cumulative, overflow last) and the sum, µs.
+    pub(crate) fn snapshot(&self) -> ([u64; ANSWER_BUCKETS_US.len() + 1], u64) {
+        (
+            std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed)),
+            self.sum_us.load(Ordering::Relaxed),
+        )
+    }
 }
 
 /// What the endpoints read.
@@ -169,21 +220,33 @@ fn render(s: &MetricsState) -> String {
         "Change-log bytes written since the newest snapshot began (on disk until the next one).",
         c.log_bytes_since_snapshot,
     );
-    let name = "regmesh_store_commit_duration_seconds";
+    histogram(
+        &mut out,
+        "regmesh_store_commit_duration_seconds",
+        "Time to write and fsync one group commit.",
+        &COMMIT_BUCKETS_US,
+        &c.latency,
+        c.latency_sum_us,
+    );
+    let name = "regmesh_sip_udp_answer_seconds";
     let _ = writeln!(
         out,
-        "# HELP {name} Time to write and fsync one group commit.\n# TYPE {name} histogram"
+        "# HELP {name} Time from a UDP request's arrival in the socket buffer to its answer being sent (this node's share of the latency), by what the answer waited for.\n# TYPE {name} histogram"
     );
-    let mut cumulative = 0;
-    for (i, bound) in COMMIT_BUCKETS_US.iter().enumerate() {
-        cumulative += c.latency[i];
-        let le = *bound as f64 / 1e6;
-        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+    for (wait, times) in [
+        ("none", &s.counters.udp_answer_immediate),
+        ("commit", &s.counters.udp_answer_durable),
+    ] {
+        let (counts, sum) = times.snapshot();
+        histogram_series(
+            &mut out,
+            name,
+            &format!("wait=\"{wait}\","),
+            &ANSWER_BUCKETS_US,
+            &counts,
+            sum,
+        );
     }
-    cumulative += c.latency[COMMIT_BUCKETS_US.len()];
-    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
-    let _ = writeln!(out, "{name}_sum {}", c.latency_sum_us as f64 / 1e6);
-    let _ = writeln!(out, "{name}_count {cumulative}");
     let name = "regmesh_rpc_calls_total";
     let _ = writeln!(
         out,
@@ -208,6 +271,48 @@ fn render(s: &MetricsState) -> String {
     out
 }
 
+/// A Prometheus histogram from per-bucket counts (`counts` has one more
+/// element than `bounds`: the overflow) and a sum, both in µs.
+fn histogram(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    bounds: &[u64],
+    counts: &[u64],
+    sum_us: u64,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    histogram_series(out, name, "", bounds, counts, sum_us);
+}
+
+/// One labelled series of a histogram whose HELP and TYPE are written;
+/// `labels` is empty or ends with a comma (`le` follows it).
+fn histogram_series(
+    out: &mut String,
+    name: &str,
+    labels: &str,
+    bounds: &[u64],
+    counts: &[u64],
+    sum_us: u64,
+) {
+    let mut cumulative = 0;
+    for (bound, n) in bounds.iter().zip(counts) {
+        cumulative += n;
+        let le = *bound as f64 / 1e6;
+        let _ = writeln!(out, "{name}_bucket{{{labels}le=\"{le}\"}} {cumulative}");
+    }
+    cumulative += counts.get(bounds.len()).copied().unwrap_or(0);
+    let _ = writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {cumulative}");
+    let rest = labels.trim_end_matches(',');
+    let braces = if rest.is_empty() {
+        String::new()
+    } else {
+        format!("{{{rest}}}")
+    };
+    let _ = writeln!(out, "{name}_sum{braces} {}", sum_us as f64 / 1e6);
+    let _ = writeln!(out, "{name}_count{braces} {cumulative}");
+}
+
 fn gauge(out: &mut String, name: &str, help: &str, v: u64) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
 }
@@ -217,4 +322,60 @@ fn counter(out: &mut String, name: &str, help: &str, v: u64) {
         out,
         "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn answer_times_land_in_their_bucket_and_render_cumulatively() {
+        let t = AnswerTimes::default();
+        t.record(Duration::from_micros(100)); // on a bound: that bucket
+        t.record(Duration::from_micros(101)); // just past it: the next
+        t.record(Duration::from_micros(1_800));
+        t.record(Duration::from_secs(3)); // past the last bound
+        let (counts, sum) = t.snapshot();
+        assert_eq!(counts[0], 1);
+        assert_eq!(counts[1], 1);
+        assert_eq!(
+            counts[ANSWER_BUCKETS_US.iter().position(|&b| b == 2_000).unwrap()],
+            1
+        );
+        assert_eq!(counts[ANSWER_BUCKETS_US.len()], 1);
+        assert_eq!(sum, 100 + 101 + 1_800 + 3_000_000);
+
+        let mut out = String::new();
+        histogram(
+            &mut out,
+            "x_seconds",
+            "help",
+            &ANSWER_BUCKETS_US,
+            &counts,
+            sum,
+        );
+        assert!(out.contains("# TYPE x_seconds histogram"), "{out}");
+        assert!(out.contains("x_seconds_bucket{le=\"0.0001\"} 1\n"), "{out}");
+        assert!(
+            out.contains("x_seconds_bucket{le=\"0.00025\"} 2\n"),
+            "{out}"
+        );
+        assert!(out.contains("x_seconds_bucket{le=\"0.0015\"} 2\n"), "{out}");
+        assert!(out.contains("x_seconds_bucket{le=\"0.002\"} 3\n"), "{out}");
+        assert!(out.contains("x_seconds_bucket{le=\"1\"} 3\n"), "{out}");
+        assert!(out.contains("x_seconds_bucket{le=\"+Inf\"} 4\n"), "{out}");
+        assert!(out.contains("x_seconds_count 4\n"), "{out}");
+        assert!(out.contains("x_seconds_sum 3.002001\n"), "{out}");
+
+        let mut out = String::new();
+        histogram_series(&mut out, "y", "wait=\"none\",", &[100], &[2, 1], 350);
+        assert_eq!(
+            out,
+            "y_bucket{wait=\"none\",le=\"0.0001\"} 2\n\
+             y_bucket{wait=\"none\",le=\"+Inf\"} 3\n\
+             y_sum{wait=\"none\"} 0.00035\n\
+             y_count{wait=\"none\"} 3\n"
+        );
+    }
 }

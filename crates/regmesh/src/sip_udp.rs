@@ -36,6 +36,7 @@
 //! every answer promised to a pending commit has been sent, so REGISTERs
 //! being committed when the signal came still get their reply.
 
+use crate::metrics::SipCounters;
 use crate::serve::SipShared;
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
 use nix::sys::time::TimeSpec;
@@ -129,6 +130,7 @@ pub(crate) fn spawn(
         sock: sock.try_clone()?,
         pending: AtomicUsize::new(0),
         stop: AtomicBool::new(false),
+        counters: shared.counters.clone(),
     });
     let mut threads = Vec::with_capacity(workers);
     for i in 0..workers {
@@ -193,16 +195,32 @@ struct Endpoint {
     /// Set once shutdown starts: the receive threads stop. (A plain flag:
     /// the cancellation token's own check takes a lock.)
     stop: AtomicBool,
+    /// Where answer times are counted.
+    counters: Arc<SipCounters>,
 }
 
 impl Endpoint {
     /// Send `reply` to `peer` once `commit` is durable, or its 503 if it
     /// fails. Usually runs the send on the store's writer thread; at once
     /// here when the commit is already resolved.
-    fn after_commit(self: &Arc<Self>, commit: Commit, reply: Deferred, peer: SocketAddr) {
+    ///
+    /// `arrived` is the request's kernel receive stamp, for the answer-time
+    /// histogram.
+    fn after_commit(
+        self: &Arc<Self>,
+        commit: Commit,
+        reply: Deferred,
+        peer: SocketAddr,
+        arrived: Option<Duration>,
+    ) {
         self.pending.fetch_add(1, Ordering::Relaxed);
         let this = self.clone();
         commit.on_durable(move |r: Result<(), StoreError>| {
+            if let Some(at) = arrived {
+                this.counters
+                    .udp_answer_durable
+                    .record(crate::realtime_now().saturating_sub(at));
+            }
             match r {
                 Ok(()) => this.send(reply.reply(), peer),
                 Err(e) => {
@@ -246,6 +264,9 @@ struct ReceiveLoop {
     headers: MultiHeaders<SockaddrStorage>,
     /// This batch's immediate answers and where they go.
     replies: Vec<(Vec<u8>, SocketAddrAny)>,
+    /// The kernel receive stamps of the requests `replies` answers, for
+    /// the answer-time histogram (one clock read per batch at the send).
+    arrivals: Vec<Duration>,
     /// The share of new requests to refuse for overload (see the module docs).
     overload: Overload,
 }
@@ -267,6 +288,7 @@ impl ReceiveLoop {
             bufs,
             headers: control_headers(),
             replies: Vec::with_capacity(BATCH),
+            arrivals: Vec::with_capacity(BATCH),
             overload,
         }
     }
@@ -351,9 +373,12 @@ impl ReceiveLoop {
                 .registrar
                 .handle_under(data, source, self.local, load)
             {
-                Action::Reply(bytes) => self.replies.push((bytes, SocketAddrAny::from(peer))),
+                Action::Reply(bytes) => {
+                    self.replies.push((bytes, SocketAddrAny::from(peer)));
+                    self.arrivals.extend(queued);
+                }
                 Action::ReplyAfterCommit(reply, commit) => {
-                    self.endpoint.after_commit(commit, reply, peer);
+                    self.endpoint.after_commit(commit, reply, peer, queued);
                 }
                 Action::Drop => {}
             }
@@ -368,6 +393,15 @@ impl ReceiveLoop {
     /// thread may block here while the socket's send buffer is full: it is
     /// its own work, and waiting beats dropping answers.
     fn send_replies(&mut self) {
+        if !self.arrivals.is_empty() {
+            let now = crate::realtime_now();
+            for at in self.arrivals.drain(..) {
+                self.shared
+                    .counters
+                    .udp_answer_immediate
+                    .record(now.saturating_sub(at));
+            }
+        }
         let mut start = 0;
         while start < self.replies.len() {
             let todo = &self.replies[start..];
@@ -748,6 +782,12 @@ mod tests {
         }
         assert_eq!(server.shared.counters.oversize.load(Ordering::Relaxed), 6);
         assert_eq!(server.location.stats().bindings, n as u64);
+        // Every answer, immediate or after its commit, has its time counted
+        // once (the datagrams left unanswered have none).
+        let counted = |t: &crate::metrics::AnswerTimes| t.snapshot().0.iter().sum::<u64>();
+        let c = &server.shared.counters;
+        assert_eq!(counted(&c.udp_answer_durable), n as u64, "the REGISTERs");
+        assert_eq!(counted(&c.udp_answer_immediate), invites as u64, "the 404s");
         server.shut_down().await;
     }
 
@@ -957,6 +997,7 @@ mod tests {
             sock,
             pending: AtomicUsize::new(1),
             stop: AtomicBool::new(false),
+            counters: Arc::new(SipCounters::default()),
         });
         let cancel = CancellationToken::new();
         let task = tokio::spawn(drain(Vec::new(), endpoint.clone(), cancel.clone()));
