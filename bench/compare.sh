@@ -150,15 +150,55 @@ bench() { # name port rate auth extra...
   # seeding refreshes the same bindings (a storm over known phones), rather
   # than adding a contact per AoR per step.
   a+=(--contact-port 5060)
+  # regmesh's own answer-time histogram around the run (outside the CPU
+  # window): its share of each answer's latency, without the generator's.
+  local m0="$OUT/metrics-before" m1="$OUT/metrics-after"
+  : >"$m0"; : >"$m1"
+  [ "$name" = regmesh ] && curl -s -m 5 "http://$RPC/metrics" >"$m0"
   c0=$(cpu_ticks "$pid")
   nice -n "$GEN_NICE" "$BIN" bench --target 127.0.0.1:$port --rate "$rate" \
     --sockets 2 --quiet --json "$file" "${a[@]}" "$@" 2>>"$OUT/bench.log" || true
   c1=$(cpu_ticks "$pid")
+  [ "$name" = regmesh ] && curl -s -m 5 "http://$RPC/metrics" >"$m1"
   [ -s "$file" ] || { echo "compare: the generator wrote no report (see $OUT/bench.log)" >&2; return 1; }
-  python3 - "$file" "$((c1 - c0))" <<'PY'
+  python3 - "$file" "$((c1 - c0))" "$m0" "$m1" <<'PY'
 import json, sys
 f, ticks = sys.argv[1], int(sys.argv[2])
 d = json.load(open(f)); d["server_cpu_s"] = ticks / 100.0
+
+def buckets(path, wait):
+    """le (s) -> cumulative count of regmesh_sip_udp_answer_seconds{wait}."""
+    out = {}
+    pre = 'regmesh_sip_udp_answer_seconds_bucket{wait="%s",le="' % wait
+    for line in open(path):
+        if line.startswith(pre):
+            le, n = line[len(pre):].split('"}')
+            out[float("inf") if le == "+Inf" else float(le)] = float(n)
+    return out
+
+def quantile(cum, p):
+    """Linear interpolation inside the bucket, as Prometheus does; µs."""
+    total = cum[-1][1]
+    prev_le, prev_n = 0.0, 0.0
+    for le, n in cum:
+        if n >= p * total:
+            if le == float("inf"):
+                return round(prev_le * 1e6)
+            return round((prev_le + (le - prev_le) * (p * total - prev_n) / max(n - prev_n, 1)) * 1e6)
+        prev_le, prev_n = le, n
+
+server = {}
+for wait in ("commit", "none"):
+    try:
+        a, b = buckets(sys.argv[3], wait), buckets(sys.argv[4], wait)
+    except OSError:
+        break
+    cum = sorted((le, b[le] - a.get(le, 0)) for le in b)
+    if cum and cum[-1][1] > 0:
+        server[wait] = {"answers": int(cum[-1][1]),
+                        **{k: quantile(cum, q) for k, q in (("p50", .5), ("p99", .99), ("p999", .999))}}
+if server:
+    d["server_answer_us"] = server
 json.dump(d, open(f, "w"))
 PY
   echo "$file"
@@ -186,7 +226,8 @@ d = json.load(open(sys.argv[1]))
 print(f"{d['rate_achieved']:.0f}/s status {d['status']} retx {d['retransmissions']} "
       f"tmo {d['timeouts']} p50 {d['latency_us']['p50']}us p99 {d['latency_us']['p99']}us "
       f"(client p99 {d.get('client_latency_us', {}).get('p99')}us) "
-      f"server_cpu {d.get('server_cpu_s')}s")
+      f"server_cpu {d.get('server_cpu_s')}s"
+      + (f" own p99 {d['server_answer_us']['commit']['p99']}us" if "commit" in d.get("server_answer_us", {}) else ""))
 PY
 }
 

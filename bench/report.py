@@ -109,6 +109,12 @@ for scen in ("auth=0", "auth=1"):
     # latency have no such field: their latency_us was this one).
     client_p99 = {srv: med([r["d"].get("client_latency_us", r["d"]["latency_us"])["p99"] for r in sr
                             if r["server"] == srv and r["rate"] == near]) for srv in SERVERS}
+    # regmesh's own histogram of each answer's time in the node (runs
+    # before it existed have none): answers that waited for a commit.
+    own = {q: med([r["d"]["server_answer_us"]["commit"][q] for r in sr
+                   if r["server"] == "regmesh" and r["rate"] == near
+                   and "commit" in r["d"].get("server_answer_us", {})])
+           for q in ("p50", "p99")}
     cl = [r for r in closed_all if r["scenario"] == scen]
     windows = sorted({r["rate"] for r in cl})
     closed = {srv: {w: (med([r["d"]["rate_achieved"] for r in cl if r["server"] == srv and r["rate"] == w]),
@@ -116,7 +122,7 @@ for scen in ("auth=0", "auth=1"):
                         med([r["d"]["latency_us"]["p99"] for r in cl if r["server"] == srv and r["rate"] == w]))
                     for w in windows} for srv in SERVERS}
     rows.append(dict(scen=scen, knee=knee, per_round=per_round, cpu=cpu, cpu_by_rate=cpu_by_rate, both=sorted(both),
-                     near=near, lat=lat, client_p99=client_p99, windows=windows, closed=closed))
+                     near=near, lat=lat, client_p99=client_p99, own=own, windows=windows, closed=closed))
 
 print("| scenario | metric | Kamailio | regmesh | regmesh/Kamailio |")
 print("|---|---|---|---|---|")
@@ -134,6 +140,9 @@ for row in rows:
     cp = row["client_p99"]
     print(f"| {name} | p99 there as the generator's threads saw it (its own waits included), ms "
           f"| {ms(cp['kamailio'])} | {ms(cp['regmesh'])} | {ratio(cp['regmesh'], cp['kamailio'])} |")
+    if row["own"]["p99"] is not None:
+        print(f"| {name} | regmesh's own p50 / p99 there per durable answer, from its receive stamp to its send "
+              f"(`regmesh_sip_udp_answer_seconds`, wait=commit), ms | n/a | {ms(row['own']['p50'])} / {ms(row['own']['p99'])} | |")
     for w in row["windows"]:
         kr, kp50, kp99 = row["closed"]["kamailio"][w]
         rr, rp50, rp99 = row["closed"]["regmesh"][w]
