@@ -94,6 +94,14 @@ pub const SEGMENT_BYTES: u64 = 64 << 20;
 /// (default of [`StoreOptions::snapshot_min_log_bytes`]).
 pub const SNAPSHOT_MIN_LOG_BYTES: u64 = 64 << 20;
 
+/// The group-commit writer thread's name: it appends, fsyncs and runs the
+/// commit callbacks (which send UDP answers). At most 15 bytes, the
+/// kernel's limit for a thread's name.
+pub(crate) const WRITER_THREAD: &str = "store-writer";
+/// The checkpointer thread's name: snapshots and zero spares.
+pub(crate) const SNAPSHOT_THREAD: &str = "store-snapshot";
+const _: () = assert!(WRITER_THREAD.len() <= 15 && SNAPSHOT_THREAD.len() <= 15);
+
 /// Default of [`StoreOptions::commit_interval`]: 500 µs. Measured on the
 /// 2-core test machine at 60,000 REGISTER/s paced (BENCHMARKS.md, "Commit
 /// pacing"): server CPU per REGISTER 12.6-13.1 µs with none, 10.5-11.0 µs
@@ -322,8 +330,10 @@ impl Writer {
         let (ck_tx, ck_rx) = mpsc::sync_channel(2);
         let ck_shared = shared.clone();
         let ck_dir = dir.clone();
+        // Thread names are cut to 15 bytes by the kernel (what `top -H`,
+        // `ps -L` and `perf` show): both names must differ within that.
         let checkpointer = std::thread::Builder::new()
-            .name("regmesh-location-snapshot".to_owned())
+            .name(SNAPSHOT_THREAD.to_owned())
             .spawn(move || {
                 checkpointer(
                     ck_dir,
@@ -343,7 +353,7 @@ impl Writer {
             checkpoint: Some((ck_tx, checkpointer)),
         };
         let thread = std::thread::Builder::new()
-            .name("regmesh-location-writer".to_owned())
+            .name(WRITER_THREAD.to_owned())
             .spawn(move || run(state, rx, thread_shared))
             .map_err(io("starting the commit writer thread"))?;
         Ok(Self {

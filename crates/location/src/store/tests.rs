@@ -1450,3 +1450,31 @@ fn a_new_store_moves_to_a_zero_spare_and_loses_nothing() {
     drop(loc);
     assert_eq!(fx.open().dump(), dump);
 }
+
+/// The store's threads show under their own names in `top -H`, `ps -L` and
+/// `perf` (the kernel keeps 15 bytes of a name: the old names both read
+/// `regmesh-locatio`).
+#[test]
+fn the_store_threads_are_named_apart() {
+    use crate::persist::{SNAPSHOT_THREAD, WRITER_THREAD};
+    let f = Fixture::new();
+    let loc = f.open();
+    let names = || -> Vec<String> {
+        std::fs::read_dir("/proc/self/task")
+            .expect("/proc/self/task")
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+            .map(|n| n.trim_end().to_owned())
+            .collect()
+    };
+    // A new thread names itself once it runs: give it a moment (5 s).
+    for want in [WRITER_THREAD, SNAPSHOT_THREAD] {
+        let mut tries = 0;
+        while !names().iter().any(|n| n == want) {
+            tries += 1;
+            assert!(tries < 1000, "{want} not in {:?}", names());
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+    drop(loc);
+}
