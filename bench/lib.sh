@@ -13,6 +13,8 @@ id = 1
 data_dir = "$2"
 [sip]
 listen = ["udp:127.0.0.1:$3"]
+udp_threads = ${UDP_THREADS:-0}
+overload_queue_delay = "${OVERLOAD_DELAY:-50ms}"
 [registrar]
 default_expires = 3600
 min_expires = 60

@@ -108,9 +108,12 @@ pub(crate) struct RawSip {
     pub(crate) idle_timeout: String,
     /// UDP overload: a queue delay above this for a whole
     /// [`crate::sip_udp::OVERLOAD_INTERVAL`] counts as overload, as kernel
-    /// drops do; while overloaded a growing share of new requests gets 503
-    /// with Retry-After. `"0ms"` = never refuse anything.
+    /// drops do; while overloaded a growing share of new REGISTERs that
+    /// would be challenged gets 503 with Retry-After. `"0ms"` = never
+    /// refuse anything.
     pub(crate) overload_queue_delay: String,
+    /// Receive threads per UDP socket; 0 = one per two cores (at least one).
+    pub(crate) udp_threads: usize,
     /// `[sip.tls]`, needed when a `tls:` listener is configured.
     pub(crate) tls: Option<RawTls>,
 }
@@ -123,6 +126,7 @@ impl Default for RawSip {
             max_connections: 4096,
             idle_timeout: "300s".into(),
             overload_queue_delay: "50ms".into(),
+            udp_threads: 0,
             tls: None,
         }
     }
@@ -273,6 +277,8 @@ pub(crate) struct Config {
     pub(crate) idle_timeout: Duration,
     /// UDP overload threshold (None = never shed).
     pub(crate) overload_queue_delay: Option<Duration>,
+    /// Receive threads per UDP socket (resolved: at least 1).
+    pub(crate) udp_threads: usize,
     /// TLS files, when a `tls:` listener exists.
     pub(crate) tls: Option<RawTls>,
     /// Registrar policy.
@@ -362,6 +368,18 @@ impl RawConfig {
             })?;
         let overload_queue_delay =
             (!overload_queue_delay.is_zero()).then_some(overload_queue_delay);
+        if self.sip.udp_threads > 64 {
+            return Err(invalid(
+                "sip.udp_threads",
+                "must be from 0 (one per two cores) to 64",
+            ));
+        }
+        let udp_threads = match self.sip.udp_threads {
+            0 => crate::sip_udp::default_receive_threads(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
+            n => n,
+        };
 
         let r = &self.registrar;
         if r.default_expires == 0 {
@@ -521,6 +539,7 @@ impl RawConfig {
             max_connections: self.sip.max_connections,
             idle_timeout,
             overload_queue_delay,
+            udp_threads,
             tls: self.sip.tls.clone(),
             policy,
             auth,

@@ -58,6 +58,8 @@ pub(crate) struct SipShared {
     pub(crate) idle_timeout: Duration,
     /// `sip.overload_queue_delay` (None: never shed load).
     pub(crate) overload_queue_delay: Option<Duration>,
+    /// `sip.udp_threads`, resolved: receive threads per UDP socket.
+    pub(crate) udp_threads: usize,
     pub(crate) cancel: CancellationToken,
     pub(crate) tracker: TaskTracker,
 }
@@ -130,6 +132,7 @@ async fn serve(cfg: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
         max_message_size: cfg.max_message_size,
         idle_timeout: cfg.idle_timeout,
         overload_queue_delay: cfg.overload_queue_delay,
+        udp_threads: cfg.udp_threads,
         cancel: cancel.clone(),
         tracker: tracker.clone(),
     });

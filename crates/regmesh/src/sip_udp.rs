@@ -27,8 +27,11 @@
 //! [`OVERLOAD_INTERVAL`], lowered while neither happens; refused requests
 //! get a cheap 503 with Retry-After ([`regmesh_sip`] parsing only, see
 //! [`regmesh_registrar::Load::Shedding`]), which also stops their
-//! retransmissions. A REGISTER with credentials is never refused: its 401
-//! is already paid for. Nothing is refused while the kernel keeps up.
+//! retransmissions. Only a REGISTER that would be challenged is refused
+//! (the registrar decides, see `Registrar::handle_under`): with
+//! credentials its 401 is already paid for, and without auth serving
+//! costs this thread about what refusing would. Nothing is refused while
+//! the kernel keeps up.
 //!
 //! Shutdown: the threads block in `recvmmsg` for at most [`RECV_POLL`]
 //! (`SO_RCVTIMEO`), then look at a stop flag (set when serve's cancellation
@@ -117,7 +120,8 @@ pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     Ok(sock.into())
 }
 
-/// Start [`receive_threads`] receive threads on `sock`, and a task in the
+/// Start `sip.udp_threads` receive threads on `sock` (by default
+/// [`default_receive_threads`]), and a task in the
 /// shared tracker that, on shutdown, waits for the threads to stop and for
 /// every answer promised to a pending commit to be sent.
 pub(crate) fn spawn(
@@ -125,7 +129,7 @@ pub(crate) fn spawn(
     local: LocalSocket,
     shared: Arc<SipShared>,
 ) -> std::io::Result<()> {
-    let workers = receive_threads(std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let workers = shared.udp_threads.max(1);
     let endpoint = Arc::new(Endpoint {
         sock: sock.try_clone()?,
         pending: AtomicUsize::new(0),
@@ -148,8 +152,8 @@ pub(crate) fn spawn(
     Ok(())
 }
 
-/// How many threads receive on one socket with `cores` cores: one per two
-/// cores, at least one.
+/// How many threads receive on one socket with `cores` cores unless
+/// `sip.udp_threads` says otherwise: one per two cores, at least one.
 ///
 /// The receive threads share the cores with the store's writer thread (and
 /// on a loopback bench with the clients). Two threads on one socket each
@@ -158,7 +162,9 @@ pub(crate) fn spawn(
 /// the largest item of the profile. On 2 cores one thread took 7-17% less
 /// CPU per REGISTER, at a higher rate (`bench/quick.sh`, closed loop).
 /// More cores were not measured; one per two keeps room for the writer.
-fn receive_threads(cores: usize) -> usize {
+/// Past about 140,000 REGISTERs/s without auth one thread is the limit
+/// on 2 cores (BENCHMARKS.md), which is why the count can be set.
+pub(crate) fn default_receive_threads(cores: usize) -> usize {
     (cores / 2).max(1)
 }
 
@@ -642,6 +648,7 @@ mod tests {
             max_message_size: MAX_MESSAGE,
             idle_timeout: Duration::from_secs(60),
             overload_queue_delay: None,
+            udp_threads: 1,
             cancel: CancellationToken::new(),
             tracker: TaskTracker::new(),
         });
@@ -865,10 +872,10 @@ mod tests {
 
     #[test]
     fn one_receive_thread_per_two_cores() {
-        assert_eq!(receive_threads(1), 1);
-        assert_eq!(receive_threads(2), 1);
-        assert_eq!(receive_threads(3), 1);
-        assert_eq!(receive_threads(8), 4);
+        assert_eq!(default_receive_threads(1), 1);
+        assert_eq!(default_receive_threads(2), 1);
+        assert_eq!(default_receive_threads(3), 1);
+        assert_eq!(default_receive_threads(8), 4);
     }
 
     fn ms(n: u64) -> Duration {

@@ -55,6 +55,19 @@ fn overload_queue_delay_defaults_to_50ms_and_zero_turns_it_off() {
     assert_eq!(c.overload_queue_delay, Some(Duration::from_millis(400)));
 }
 
+#[test]
+fn udp_threads_default_to_one_per_two_cores_and_can_be_set() {
+    let c = RawConfig::from_toml("")
+        .and_then(RawConfig::validate)
+        .expect("valid");
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    assert_eq!(c.udp_threads, (cores / 2).max(1));
+    let c = RawConfig::from_toml("[sip]\nudp_threads = 3")
+        .and_then(RawConfig::validate)
+        .expect("valid");
+    assert_eq!(c.udp_threads, 3);
+}
+
 /// Every table rejects a key it does not know, and the message names it
 /// (hickory's `test_reject_unknown_fields`).
 #[test]
@@ -131,6 +144,7 @@ fn rules_name_their_key() {
             "[store]\ncommit_interval = \"fast\"",
             "store.commit_interval",
         ),
+        ("[sip]\nudp_threads = 65", "sip.udp_threads"),
     ];
     for (text, key) in cases {
         let e = err_text(text);
@@ -172,4 +186,14 @@ fn durations() {
     assert_eq!(parse_duration("5"), None);
     assert_eq!(parse_duration("s"), None);
     assert_eq!(parse_duration("5d"), None);
+}
+
+/// The documented production example stays a config the node accepts.
+#[test]
+fn the_production_example_is_valid() {
+    let text = include_str!("../../../../examples/config/production.toml");
+    let c = RawConfig::from_toml(text)
+        .and_then(RawConfig::validate)
+        .expect("examples/config/production.toml is valid");
+    assert_eq!(c.overload_queue_delay, Some(Duration::from_millis(50)));
 }
