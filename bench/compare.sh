@@ -154,12 +154,14 @@ bench() { # name port rate auth extra...
   # window): its share of each answer's latency, without the generator's.
   local m0="$OUT/metrics-before" m1="$OUT/metrics-after"
   : >"$m0"; : >"$m1"
-  [ "$name" = regmesh ] && curl -s -m 5 "http://$RPC/metrics" >"$m0"
+  # (A failed scrape leaves the file empty and the run without it; it must
+  # not stop the script, which runs under `set -e`.)
+  if [ "$name" = regmesh ]; then curl -s -m 5 "http://$RPC/metrics" >"$m0" || true; fi
   c0=$(cpu_ticks "$pid")
   nice -n "$GEN_NICE" "$BIN" bench --target 127.0.0.1:$port --rate "$rate" \
     --sockets 2 --quiet --json "$file" "${a[@]}" "$@" 2>>"$OUT/bench.log" || true
   c1=$(cpu_ticks "$pid")
-  [ "$name" = regmesh ] && curl -s -m 5 "http://$RPC/metrics" >"$m1"
+  if [ "$name" = regmesh ]; then curl -s -m 5 "http://$RPC/metrics" >"$m1" || true; fi
   [ -s "$file" ] || { echo "compare: the generator wrote no report (see $OUT/bench.log)" >&2; return 1; }
   python3 - "$file" "$((c1 - c0))" "$m0" "$m1" <<'PY'
 import json, sys
