@@ -14,6 +14,7 @@ data_dir = "$2"
 [sip]
 listen = ["udp:127.0.0.1:$3"]
 udp_threads = ${UDP_THREADS:-0}
+udp_standby_threads = ${UDP_STANDBY:-1}
 overload_queue_delay = "${OVERLOAD_DELAY:-50ms}"
 [registrar]
 default_expires = 3600

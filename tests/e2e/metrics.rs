@@ -132,6 +132,20 @@ fn health_is_200_and_metrics_count_registrations() {
         Some(2.0),
         "the +Inf bucket holds every answer:\n{text}"
     );
+    // Three requests one at a time never fill a batch: the standby thread
+    // slept through them.
+    assert_eq!(
+        types
+            .get("regmesh_sip_udp_standby_datagrams_total")
+            .map(String::as_str),
+        Some("counter"),
+        "{text}"
+    );
+    assert_eq!(
+        sum(&samples, "regmesh_sip_udp_standby_datagrams_total"),
+        Some(0.0),
+        "{text}"
+    );
     for (name, ty) in &types {
         assert!(
             name.starts_with("regmesh_"),

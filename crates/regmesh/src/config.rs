@@ -114,6 +114,9 @@ pub(crate) struct RawSip {
     pub(crate) overload_queue_delay: String,
     /// Receive threads per UDP socket; 0 = one per two cores (at least one).
     pub(crate) udp_threads: usize,
+    /// Threads per UDP socket that sleep until the receive threads fall
+    /// behind (a full batch), then help drain the backlog; 0 = none.
+    pub(crate) udp_standby_threads: usize,
     /// `[sip.tls]`, needed when a `tls:` listener is configured.
     pub(crate) tls: Option<RawTls>,
 }
@@ -127,6 +130,7 @@ impl Default for RawSip {
             idle_timeout: "300s".into(),
             overload_queue_delay: "50ms".into(),
             udp_threads: 0,
+            udp_standby_threads: 1,
             tls: None,
         }
     }
@@ -279,6 +283,8 @@ pub(crate) struct Config {
     pub(crate) overload_queue_delay: Option<Duration>,
     /// Receive threads per UDP socket (resolved: at least 1).
     pub(crate) udp_threads: usize,
+    /// Standby receive threads per UDP socket.
+    pub(crate) udp_standby_threads: usize,
     /// TLS files, when a `tls:` listener exists.
     pub(crate) tls: Option<RawTls>,
     /// Registrar policy.
@@ -373,6 +379,9 @@ impl RawConfig {
                 "sip.udp_threads",
                 "must be from 0 (one per two cores) to 64",
             ));
+        }
+        if self.sip.udp_standby_threads > 64 {
+            return Err(invalid("sip.udp_standby_threads", "must be from 0 to 64"));
         }
         let udp_threads = match self.sip.udp_threads {
             0 => crate::sip_udp::default_receive_threads(
@@ -540,6 +549,7 @@ impl RawConfig {
             idle_timeout,
             overload_queue_delay,
             udp_threads,
+            udp_standby_threads: self.sip.udp_standby_threads,
             tls: self.sip.tls.clone(),
             policy,
             auth,

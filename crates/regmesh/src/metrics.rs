@@ -23,6 +23,10 @@ pub(crate) struct SipCounters {
     pub(crate) oversize: AtomicU64,
     /// Stream connections closed because framing was lost.
     pub(crate) bad_frames: AtomicU64,
+    /// UDP datagrams taken by standby receive threads, which run only
+    /// while the receive threads are behind: how much of the load was
+    /// past what `sip.udp_threads` take on their own.
+    pub(crate) udp_standby_datagrams: AtomicU64,
     /// How long UDP requests answered at once (no commit to wait for:
     /// challenges, lookups, errors, refusals) took inside this node.
     pub(crate) udp_answer_immediate: AnswerTimes,
@@ -261,6 +265,12 @@ fn render(s: &MetricsState) -> String {
         "regmesh_sip_oversize_total",
         "SIP messages refused for exceeding sip.max_message_size.",
         s.counters.oversize.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "regmesh_sip_udp_standby_datagrams_total",
+        "UDP datagrams taken by standby receive threads (woken only while the receive threads are behind).",
+        s.counters.udp_standby_datagrams.load(Ordering::Relaxed),
     );
     counter(
         &mut out,

@@ -60,6 +60,9 @@ pub(crate) struct SipShared {
     pub(crate) overload_queue_delay: Option<Duration>,
     /// `sip.udp_threads`, resolved: receive threads per UDP socket.
     pub(crate) udp_threads: usize,
+    /// `sip.udp_standby_threads`: threads per UDP socket woken only while
+    /// the receive threads are behind.
+    pub(crate) udp_standby_threads: usize,
     pub(crate) cancel: CancellationToken,
     pub(crate) tracker: TaskTracker,
 }
@@ -133,6 +136,7 @@ async fn serve(cfg: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
         idle_timeout: cfg.idle_timeout,
         overload_queue_delay: cfg.overload_queue_delay,
         udp_threads: cfg.udp_threads,
+        udp_standby_threads: cfg.udp_standby_threads,
         cancel: cancel.clone(),
         tracker: tracker.clone(),
     });

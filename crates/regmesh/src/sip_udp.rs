@@ -12,6 +12,13 @@
 //! ([`Commit::on_durable`]), with one non-blocking `sendto`: no task, no
 //! wake-up.
 //!
+//! Standby threads (`sip.udp_standby_threads`): a second thread always
+//! receiving on the socket costs 10-20% more CPU per REGISTER below the
+//! knee (each wakes for a few datagrams), yet one thread alone is the limit
+//! past it. So a standby thread sleeps until a receive thread takes a full
+//! batch, the sign of a backlog, and then drains with it for as long as its
+//! own batches come full ([`ReceiveLoop::standby`]).
+//!
 //! Overload: a re-registration storm can bring more requests than the
 //! node can answer. Then the receive buffer fills, the kernel drops
 //! datagrams, every client retransmits into the full buffer, and work is
@@ -52,7 +59,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::thread::JoinHandle;
+use std::thread::{JoinHandle, Thread};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
@@ -130,20 +137,36 @@ pub(crate) fn spawn(
     shared: Arc<SipShared>,
 ) -> std::io::Result<()> {
     let workers = shared.udp_threads.max(1);
+    let standbys = shared.udp_standby_threads;
     let endpoint = Arc::new(Endpoint {
         sock: sock.try_clone()?,
         pending: AtomicUsize::new(0),
         stop: AtomicBool::new(false),
         counters: shared.counters.clone(),
     });
-    let mut threads = Vec::with_capacity(workers);
+    let mut threads = Vec::with_capacity(workers + standbys);
+    // The standbys first, the last one first: each is woken by the one
+    // before it in the chain, the first by any receive thread.
+    let mut next: Option<Thread> = None;
+    for i in (0..standbys).rev() {
+        let sock = sock.try_clone()?;
+        let shared = shared.clone();
+        let endpoint = endpoint.clone();
+        let wake = next.take();
+        let thread = std::thread::Builder::new()
+            .name(format!("sip-udp-stby{i}"))
+            .spawn(move || ReceiveLoop::new(sock, local, shared, endpoint, wake).standby())?;
+        next = Some(thread.thread().clone());
+        threads.push(thread);
+    }
     for i in 0..workers {
         let sock = sock.try_clone()?;
         let shared = shared.clone();
         let endpoint = endpoint.clone();
+        let wake = next.clone();
         let thread = std::thread::Builder::new()
             .name(format!("sip-udp-{i}"))
-            .spawn(move || ReceiveLoop::new(sock, local, shared, endpoint).run())?;
+            .spawn(move || ReceiveLoop::new(sock, local, shared, endpoint, wake).run())?;
         threads.push(thread);
     }
     shared
@@ -163,7 +186,8 @@ pub(crate) fn spawn(
 /// CPU per REGISTER, at a higher rate (`bench/quick.sh`, closed loop).
 /// More cores were not measured; one per two keeps room for the writer.
 /// Past about 140,000 REGISTERs/s without auth one thread is the limit
-/// on 2 cores (BENCHMARKS.md), which is why the count can be set.
+/// on 2 cores (BENCHMARKS.md): the standby thread takes over there, and
+/// the count can be set.
 pub(crate) fn default_receive_threads(cores: usize) -> usize {
     (cores / 2).max(1)
 }
@@ -174,7 +198,11 @@ pub(crate) fn default_receive_threads(cores: usize) -> usize {
 async fn drain(threads: Vec<JoinHandle<()>>, endpoint: Arc<Endpoint>, cancel: CancellationToken) {
     cancel.cancelled().await;
     endpoint.stop.store(true, Ordering::Relaxed);
-    // Each thread sees the flag within one RECV_POLL (plus one batch).
+    // A receive thread sees the flag within one RECV_POLL (plus one
+    // batch); a standby thread once woken.
+    for t in &threads {
+        t.thread().unpark();
+    }
     while !threads.iter().all(JoinHandle::is_finished) {
         tokio::time::sleep(DRAIN_POLL).await;
     }
@@ -275,6 +303,9 @@ struct ReceiveLoop {
     arrivals: Vec<Duration>,
     /// The share of new requests to refuse for overload (see the module docs).
     overload: Overload,
+    /// The standby thread this one wakes when it falls behind (a full
+    /// batch), if any (see [`ReceiveLoop::standby`]).
+    wake: Option<Thread>,
 }
 
 impl ReceiveLoop {
@@ -283,6 +314,7 @@ impl ReceiveLoop {
         local: LocalSocket,
         shared: Arc<SipShared>,
         endpoint: Arc<Endpoint>,
+        wake: Option<Thread>,
     ) -> Self {
         let bufs = vec![0u8; BATCH * (shared.max_message_size + 1)];
         let overload = Overload::new(shared.overload_queue_delay);
@@ -296,19 +328,50 @@ impl ReceiveLoop {
             replies: Vec::with_capacity(BATCH),
             arrivals: Vec::with_capacity(BATCH),
             overload,
+            wake,
         }
     }
 
+    /// A receive thread: blocks for datagrams until shutdown.
     fn run(mut self) {
         while !self.endpoint.stop.load(Ordering::Relaxed) {
-            self.receive_batch();
+            self.receive_batch(MsgFlags::MSG_WAITFORONE);
             self.send_replies();
         }
     }
 
-    /// Wait (at most [`RECV_POLL`]) for datagrams, take what is queued (up
-    /// to [`BATCH`]) and handle each; immediate answers go to `replies`.
-    fn receive_batch(&mut self) {
+    /// A standby thread: sleeps until a receive thread (or the standby
+    /// before it) finds a full batch, that is a backlog in the socket, then
+    /// takes batches without blocking for as long as they come full, and
+    /// sleeps again. Below the knee it never runs, so the node pays one
+    /// thread's cost per REGISTER (a second thread always receiving cost
+    /// 10-20% more, see [`default_receive_threads`]); past it, the backlog
+    /// is drained by two.
+    ///
+    /// It waits in `park` with no timeout: the drain unparks it at
+    /// shutdown, and a spurious wake-up costs one empty non-blocking read.
+    fn standby(mut self) {
+        while !self.endpoint.stop.load(Ordering::Relaxed) {
+            std::thread::park();
+            while !self.endpoint.stop.load(Ordering::Relaxed) {
+                let taken = self.receive_batch(MsgFlags::MSG_DONTWAIT);
+                self.shared
+                    .counters
+                    .udp_standby_datagrams
+                    .fetch_add(taken as u64, Ordering::Relaxed);
+                self.send_replies();
+                if taken < BATCH {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Take what is queued (up to [`BATCH`]; with `MSG_WAITFORONE` waiting
+    /// at most [`RECV_POLL`] for the first) and handle each; immediate
+    /// answers go to `replies`. Returns how many datagrams were taken; a
+    /// full batch wakes the standby thread, if any.
+    fn receive_batch(&mut self, flags: MsgFlags) -> usize {
         let max = self.shared.max_message_size;
         let mut chunks = self.bufs.chunks_mut(max + 1);
         let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] =
@@ -317,23 +380,26 @@ impl ReceiveLoop {
             self.sock.as_raw_fd(),
             &mut self.headers,
             iovs.iter_mut(),
-            // Block for the first datagram only, then take what is there.
-            MsgFlags::MSG_WAITFORONE,
+            // Block for the first datagram only (or not at all), then
+            // take what is there.
+            flags,
             None,
         ) {
             Ok(r) => r,
             // The receive timeout: time to look at the shutdown flag.
-            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => return,
+            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => return 0,
             Err(e) => {
                 // ICMP errors from an earlier send can surface here; keep serving.
                 debug!(error = %e, "udp receive error");
-                return;
+                return 0;
             }
         };
         // The stamps are on the realtime clock; read it once per batch.
         let now = crate::realtime_now();
         let mut truncated = false;
+        let mut taken = 0;
         for msg in received {
+            taken += 1;
             let (mut queued, mut drops) = (None, None);
             if let Ok(cmsgs) = msg.cmsgs() {
                 for c in cmsgs {
@@ -392,6 +458,12 @@ impl ReceiveLoop {
         if truncated {
             self.headers = control_headers();
         }
+        if taken == BATCH
+            && let Some(t) = &self.wake
+        {
+            t.unpark();
+        }
+        taken
     }
 
     /// Send this batch's immediate answers with as few `sendmmsg` calls as
@@ -611,8 +683,18 @@ mod tests {
         _dir: tempfile::TempDir,
     }
 
-    /// Must run inside a tokio runtime (the drain task goes to the tracker).
-    fn start(bind_to: &str) -> Server {
+    /// A node's UDP socket and what its loops share, no thread started:
+    /// for driving the loops by hand.
+    struct Parts {
+        shared: Arc<SipShared>,
+        location: Arc<Location>,
+        sock: UdpSocket,
+        local: LocalSocket,
+        addr: SocketAddr,
+        dir: tempfile::TempDir,
+    }
+
+    fn parts(bind_to: &str) -> Parts {
         let dir = tempfile::tempdir().expect("temp dir");
         let location = Arc::new(
             Location::open(
@@ -649,6 +731,7 @@ mod tests {
             idle_timeout: Duration::from_secs(60),
             overload_queue_delay: None,
             udp_threads: 1,
+            udp_standby_threads: 1,
             cancel: CancellationToken::new(),
             tracker: TaskTracker::new(),
         });
@@ -658,12 +741,57 @@ mod tests {
             transport: Transport::Udp,
             addr,
         };
-        spawn(sock, local, shared.clone()).expect("starting the receive threads");
-        Server {
+        Parts {
             shared,
             location,
+            sock,
+            local,
             addr,
-            _dir: dir,
+            dir,
+        }
+    }
+
+    /// Must run inside a tokio runtime (the drain task goes to the tracker).
+    fn start(bind_to: &str) -> Server {
+        let p = parts(bind_to);
+        spawn(p.sock, p.local, p.shared.clone()).expect("starting the receive threads");
+        Server {
+            shared: p.shared,
+            location: p.location,
+            addr: p.addr,
+            _dir: p.dir,
+        }
+    }
+
+    impl Parts {
+        fn endpoint(&self) -> Arc<Endpoint> {
+            Arc::new(Endpoint {
+                sock: self.sock.try_clone().expect("clone"),
+                pending: AtomicUsize::new(0),
+                stop: AtomicBool::new(false),
+                counters: self.shared.counters.clone(),
+            })
+        }
+
+        /// A standby thread (its loop is built on it: the `recvmmsg`
+        /// headers hold raw pointers and stay on their thread).
+        fn spawn_standby(&self, endpoint: &Arc<Endpoint>) -> JoinHandle<()> {
+            let sock = self.sock.try_clone().expect("clone");
+            let (local, shared, endpoint) = (self.local, self.shared.clone(), endpoint.clone());
+            std::thread::spawn(move || {
+                ReceiveLoop::new(sock, local, shared, endpoint, None).standby()
+            })
+        }
+
+        fn receive_loop(&self, endpoint: &Arc<Endpoint>, wake: Option<Thread>) -> ReceiveLoop {
+            let sock = self.sock.try_clone().expect("clone");
+            ReceiveLoop::new(
+                sock,
+                self.local,
+                self.shared.clone(),
+                endpoint.clone(),
+                wake,
+            )
         }
     }
 
@@ -868,6 +996,70 @@ mod tests {
             .await
             .expect("join")
             .expect("close");
+    }
+
+    /// The answers to `n` requests sent from `c`, within a quiet time
+    /// generous for a loaded machine.
+    fn answered(c: &UdpSocket, n: usize) -> BTreeMap<String, u16> {
+        collect(c, n, Duration::from_secs(5))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_batch_wakes_the_standby_which_drains_the_backlog() {
+        let p = parts("127.0.0.1:0");
+        let c = client(p.addr);
+        let me = c.local_addr().expect("client addr");
+        let n = 3 * BATCH + 4;
+        for i in 0..n {
+            c.send_to(&register(i, me), p.addr).expect("send");
+        }
+        let endpoint = p.endpoint();
+        let standby = p.spawn_standby(&endpoint);
+        // The receive thread takes one batch and nothing more: the rest of
+        // the backlog is answered only if the full batch woke the standby
+        // and it went on while its batches came full.
+        let mut receiver = p.receive_loop(&endpoint, Some(standby.thread().clone()));
+        assert_eq!(receiver.receive_batch(MsgFlags::MSG_WAITFORONE), BATCH);
+        receiver.send_replies();
+        let got = tokio::task::spawn_blocking(move || answered(&c, n))
+            .await
+            .expect("collector");
+        assert_eq!(got.len(), n, "every REGISTER answered");
+        assert!(got.values().all(|s| *s == 200), "{got:?}");
+        let counters = &p.shared.counters;
+        assert_eq!(
+            counters.udp_standby_datagrams.load(Ordering::Relaxed),
+            (n - BATCH) as u64,
+            "the standby took all but the receive thread's batch"
+        );
+        endpoint.stop.store(true, Ordering::Relaxed);
+        standby.thread().unpark();
+        standby.join().expect("the standby stops once woken");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn below_a_full_batch_the_standby_sleeps() {
+        let p = parts("127.0.0.1:0");
+        let c = client(p.addr);
+        let me = c.local_addr().expect("client addr");
+        let n = BATCH - 1;
+        for i in 0..n {
+            c.send_to(&register(i, me), p.addr).expect("send");
+        }
+        let endpoint = p.endpoint();
+        let standby = p.spawn_standby(&endpoint);
+        let mut receiver = p.receive_loop(&endpoint, Some(standby.thread().clone()));
+        assert_eq!(receiver.receive_batch(MsgFlags::MSG_WAITFORONE), n);
+        receiver.send_replies();
+        let got = tokio::task::spawn_blocking(move || answered(&c, n))
+            .await
+            .expect("collector");
+        assert_eq!(got.len(), n, "every REGISTER answered");
+        let counters = &p.shared.counters;
+        assert_eq!(counters.udp_standby_datagrams.load(Ordering::Relaxed), 0);
+        endpoint.stop.store(true, Ordering::Relaxed);
+        standby.thread().unpark();
+        standby.join().expect("the standby stops once woken");
     }
 
     #[test]

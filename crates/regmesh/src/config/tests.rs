@@ -68,6 +68,18 @@ fn udp_threads_default_to_one_per_two_cores_and_can_be_set() {
     assert_eq!(c.udp_threads, 3);
 }
 
+#[test]
+fn one_udp_standby_thread_by_default_and_none_can_be_asked() {
+    let c = RawConfig::from_toml("")
+        .and_then(RawConfig::validate)
+        .expect("valid");
+    assert_eq!(c.udp_standby_threads, 1);
+    let c = RawConfig::from_toml("[sip]\nudp_standby_threads = 0")
+        .and_then(RawConfig::validate)
+        .expect("valid");
+    assert_eq!(c.udp_standby_threads, 0);
+}
+
 /// Every table rejects a key it does not know, and the message names it
 /// (hickory's `test_reject_unknown_fields`).
 #[test]
@@ -145,6 +157,7 @@ fn rules_name_their_key() {
             "store.commit_interval",
         ),
         ("[sip]\nudp_threads = 65", "sip.udp_threads"),
+        ("[sip]\nudp_standby_threads = 65", "sip.udp_standby_threads"),
     ];
     for (text, key) in cases {
         let e = err_text(text);
