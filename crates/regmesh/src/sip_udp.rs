@@ -556,6 +556,11 @@ struct Signal {
 /// nothing, and with a small kernel buffer (the default `rmem_max` caps
 /// ours at ~400 KB, a few milliseconds of a storm) would swing between
 /// the two every few milliseconds.
+///
+/// Each thread keeps its own, so what it knows comes only from the
+/// datagrams it reads: after a gap of an interval or more (a standby
+/// thread asleep since the last backlog) it owes the share the decays of
+/// the gap, and a delay must stand a whole watched interval again.
 #[derive(Debug)]
 struct Overload {
     /// None: never refuse anything.
@@ -572,6 +577,8 @@ struct Overload {
     last_raise: Duration,
     last_signal: Duration,
     last_decay: Duration,
+    /// When the last datagram was observed.
+    last_seen: Duration,
 }
 
 impl Overload {
@@ -585,6 +592,7 @@ impl Overload {
             last_raise: Duration::ZERO,
             last_signal: Duration::ZERO,
             last_decay: Duration::ZERO,
+            last_seen: Duration::ZERO,
         }
     }
 
@@ -596,6 +604,13 @@ impl Overload {
         let Some(target) = self.target else {
             return Load::Normal;
         };
+        // A thread that saw nothing for a whole interval (a standby
+        // asleep, or a quiet socket) cannot tell that the queue stood
+        // through the gap: the delay must stand a whole interval again.
+        if now.saturating_sub(self.last_seen) >= OVERLOAD_INTERVAL {
+            self.above_since = None;
+        }
+        self.last_seen = now;
         let now_dropping = s.truncated
             || s.drops.is_some_and(|d| {
                 // The counter only grows (wrapping as a u32): any change
@@ -631,15 +646,26 @@ impl Overload {
             self.share = (self.share + SHARE_STEP).min(SHARE_ONE);
             self.last_raise = now;
             self.last_decay = now;
-        } else if self.share > 0
-            && now.saturating_sub(self.last_signal) >= DECAY_EVERY
-            && now.saturating_sub(self.last_decay) >= DECAY_EVERY
-        {
-            // A quarter, but at least half a step: the tail ends.
-            self.share = self
-                .share
-                .saturating_sub((self.share / 4).max(SHARE_STEP / 2));
-            self.last_decay = now;
+        } else if self.share > 0 && now.saturating_sub(self.last_signal) >= DECAY_EVERY {
+            // One decay per DECAY_EVERY without a signal, all of them
+            // owed since the last raise, decay or signal: a thread that
+            // saw nothing for a while (a standby woken long after a storm)
+            // must not refuse at the storm's share. Each takes a quarter,
+            // but at least half a step, so the tail ends (in at most
+            // about 30 steps from a full share).
+            let since = self.last_decay.max(self.last_signal);
+            let owed = now.saturating_sub(since).as_nanos() / DECAY_EVERY.as_nanos();
+            for _ in 0..owed {
+                if self.share == 0 {
+                    break;
+                }
+                self.share = self
+                    .share
+                    .saturating_sub((self.share / 4).max(SHARE_STEP / 2));
+            }
+            if owed > 0 {
+                self.last_decay = now;
+            }
         }
         if self.share == 0 {
             return Load::Normal;
@@ -1160,6 +1186,42 @@ mod tests {
         o.observe(ms(2_010), delayed(ms(5)));
         o.observe(ms(2_300), delayed(ms(5)));
         assert!(o.share < 10 * SHARE_STEP);
+    }
+
+    #[test]
+    fn a_long_quiet_spell_decays_the_whole_share_at_the_next_datagram() {
+        let mut o = Overload::new(Some(ms(100)));
+        let dropping = |n| Signal {
+            delay: Some(ms(2)),
+            drops: Some(n),
+            truncated: false,
+        };
+        for i in 0..8 {
+            o.observe(ms(50 * i), dropping(10 + i as u32));
+        }
+        assert_eq!(o.share, 8 * SHARE_STEP);
+        // Nothing seen for 10 s (a standby asleep since the storm): the
+        // next datagram finds the share decayed as if watched throughout.
+        assert_eq!(refused(&mut o, ms(10_350), dropping(17), 1000), 0);
+        assert_eq!(o.share, 0);
+    }
+
+    #[test]
+    fn a_delay_not_watched_through_a_gap_must_stand_again() {
+        let mut o = Overload::new(Some(ms(100)));
+        let late = delayed(ms(150));
+        assert_eq!(refused(&mut o, ms(1_000), late, 10), 0);
+        // Late again 5 s later, nothing seen between: not a standing
+        // queue yet (the old clock would have raised at once).
+        assert_eq!(refused(&mut o, ms(6_000), late, 100), 0);
+        assert_eq!(o.share, 0);
+        // Watched late for a whole interval from there: it is.
+        let mut t = 6_000;
+        while t < 6_200 {
+            t += 10;
+            o.observe(ms(t), late);
+        }
+        assert_eq!(o.share, SHARE_STEP);
     }
 
     #[test]
