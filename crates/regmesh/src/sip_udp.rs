@@ -24,12 +24,12 @@
 //! datagrams, every client retransmits into the full buffer, and work is
 //! wasted on requests answered too late or never completed (a 401 whose
 //! authenticated retry is dropped): the node registers fewer phones per
-//! second than it could (BENCHMARKS.md measures the collapse). So each
-//! receive thread watches two signals the kernel gives with every datagram
-//! (control messages): the socket's drop counter (`SO_RXQ_OVFL`), and the
-//! time the datagram was queued (`SO_TIMESTAMPNS`), for buffers so large
-//! that clients would time out before it overflows. From them it keeps a
-//! share of new requests to refuse ([`Overload`]), raised while the kernel
+//! second than it could (BENCHMARKS.md measures the collapse). So the
+//! threads of a socket watch two signals the kernel gives with every
+//! datagram (control messages): the socket's drop counter (`SO_RXQ_OVFL`),
+//! and the time the datagram was queued (`SO_TIMESTAMPNS`), for buffers so
+//! large that clients would time out before it overflows. From them they
+//! keep one share of new requests to refuse ([`Overload`]), raised while the kernel
 //! drops or the queue delay stays above `sip.overload_queue_delay` for
 //! [`OVERLOAD_INTERVAL`], lowered while neither happens; refused requests
 //! get a cheap 503 with Retry-After ([`regmesh_sip`] parsing only, see
@@ -50,6 +50,7 @@ use crate::metrics::SipCounters;
 use crate::serve::SipShared;
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
 use nix::sys::time::TimeSpec;
+use parking_lot::Mutex;
 use regmesh_location::{Commit, StoreError};
 use regmesh_registrar::{Action, Deferred, Load, LocalSocket};
 use regmesh_sip::{Source, Transport};
@@ -143,6 +144,7 @@ pub(crate) fn spawn(
         pending: AtomicUsize::new(0),
         stop: AtomicBool::new(false),
         counters: shared.counters.clone(),
+        overload: Mutex::new(Overload::new(shared.overload_queue_delay)),
     });
     let mut threads = Vec::with_capacity(workers + standbys);
     // The standbys first, the last one first: each is woken by the one
@@ -231,6 +233,11 @@ struct Endpoint {
     stop: AtomicBool,
     /// Where answer times are counted.
     counters: Arc<SipCounters>,
+    /// The socket's overload controller, shared by its receive and
+    /// standby threads: overload is the socket's queue, whoever reads it,
+    /// and a standby that woke with a share of its own would refuse by
+    /// what it saw when it last ran. Locked once per batch.
+    overload: Mutex<Overload>,
 }
 
 impl Endpoint {
@@ -301,8 +308,6 @@ struct ReceiveLoop {
     /// The kernel receive stamps of the requests `replies` answers, for
     /// the answer-time histogram (one clock read per batch at the send).
     arrivals: Vec<Duration>,
-    /// The share of new requests to refuse for overload (see the module docs).
-    overload: Overload,
     /// The standby thread this one wakes when it falls behind (a full
     /// batch), if any (see [`ReceiveLoop::standby`]).
     wake: Option<Thread>,
@@ -317,7 +322,6 @@ impl ReceiveLoop {
         wake: Option<Thread>,
     ) -> Self {
         let bufs = vec![0u8; BATCH * (shared.max_message_size + 1)];
-        let overload = Overload::new(shared.overload_queue_delay);
         Self {
             sock,
             local,
@@ -327,7 +331,6 @@ impl ReceiveLoop {
             headers: control_headers(),
             replies: Vec::with_capacity(BATCH),
             arrivals: Vec::with_capacity(BATCH),
-            overload,
             wake,
         }
     }
@@ -373,86 +376,61 @@ impl ReceiveLoop {
     /// full batch wakes the standby thread, if any.
     fn receive_batch(&mut self, flags: MsgFlags) -> usize {
         let max = self.shared.max_message_size;
-        let mut chunks = self.bufs.chunks_mut(max + 1);
-        let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] =
-            std::array::from_fn(|_| [IoSliceMut::new(chunks.next().unwrap_or_default())]);
-        let received = match recvmmsg(
-            self.sock.as_raw_fd(),
-            &mut self.headers,
-            iovs.iter_mut(),
-            // Block for the first datagram only (or not at all), then
-            // take what is there.
-            flags,
-            None,
-        ) {
-            Ok(r) => r,
-            // The receive timeout: time to look at the shutdown flag.
-            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => return 0,
-            Err(e) => {
-                // ICMP errors from an earlier send can surface here; keep serving.
-                debug!(error = %e, "udp receive error");
-                return 0;
-            }
-        };
-        // The stamps are on the realtime clock; read it once per batch.
-        let now = crate::realtime_now();
-        let mut truncated = false;
+        // What each datagram of the batch is: its kernel signals, its
+        // source, and its length in its buffer (`bufs` chunk of the same
+        // index). Read first, so the socket's overload controller is
+        // locked once per batch, not per datagram.
+        let mut got: [(Signal, Option<SocketAddr>, usize); BATCH] =
+            [(Signal::default(), None, 0); BATCH];
         let mut taken = 0;
-        for msg in received {
-            taken += 1;
-            let (mut queued, mut drops) = (None, None);
-            if let Ok(cmsgs) = msg.cmsgs() {
-                for c in cmsgs {
-                    match c {
-                        ControlMessageOwned::ScmTimestampns(ts) => {
-                            queued = Some(Duration::from(ts))
+        let mut truncated = false;
+        {
+            let mut chunks = self.bufs.chunks_mut(max + 1);
+            let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] =
+                std::array::from_fn(|_| [IoSliceMut::new(chunks.next().unwrap_or_default())]);
+            let received = match recvmmsg(
+                self.sock.as_raw_fd(),
+                &mut self.headers,
+                iovs.iter_mut(),
+                // Block for the first datagram only (or not at all), then
+                // take what is there.
+                flags,
+                None,
+            ) {
+                Ok(r) => r,
+                // The receive timeout: time to look at the shutdown flag.
+                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => return 0,
+                Err(e) => {
+                    // ICMP errors from an earlier send can surface here; keep serving.
+                    debug!(error = %e, "udp receive error");
+                    return 0;
+                }
+            };
+            for (msg, slot) in received.zip(got.iter_mut()) {
+                taken += 1;
+                let (mut queued, mut drops) = (None, None);
+                if let Ok(cmsgs) = msg.cmsgs() {
+                    for c in cmsgs {
+                        match c {
+                            ControlMessageOwned::ScmTimestampns(ts) => {
+                                queued = Some(Duration::from(ts))
+                            }
+                            ControlMessageOwned::RxqOvfl(n) => drops = Some(n),
+                            _ => {}
                         }
-                        ControlMessageOwned::RxqOvfl(n) => drops = Some(n),
-                        _ => {}
                     }
+                } else if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
+                    // No room for the drop counter: it appears with the
+                    // socket's first drop (see `control_headers`).
+                    truncated = true;
                 }
-            } else if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
-                // No room for the drop counter: it appears with the
-                // socket's first drop (see `control_headers`).
-                truncated = true;
-            }
-            let signal = Signal {
-                delay: queued.map(|at| now.saturating_sub(at)),
-                drops,
-                truncated,
-            };
-            let load = self.overload.observe(now, signal);
-            let Some(peer) = msg.address.as_ref().and_then(std_addr) else {
-                debug!("datagram without a usable source address dropped");
-                continue;
-            };
-            if msg.bytes > max {
-                self.shared
-                    .counters
-                    .oversize
-                    .fetch_add(1, Ordering::Relaxed);
-                debug!(%peer, "oversized datagram dropped");
-                continue;
-            }
-            // An empty datagram has no slice at all.
-            let data = msg.iovs().next().unwrap_or_default();
-            let source = Source {
-                transport: Transport::Udp,
-                addr: peer,
-            };
-            match self
-                .shared
-                .registrar
-                .handle_under(data, source, self.local, load)
-            {
-                Action::Reply(bytes) => {
-                    self.replies.push((bytes, SocketAddrAny::from(peer)));
-                    self.arrivals.extend(queued);
-                }
-                Action::ReplyAfterCommit(reply, commit) => {
-                    self.endpoint.after_commit(commit, reply, peer, queued);
-                }
-                Action::Drop => {}
+                // `delay` holds the receive stamp until `now` is read.
+                let signal = Signal {
+                    delay: queued,
+                    drops,
+                    truncated,
+                };
+                *slot = (signal, msg.address.as_ref().and_then(std_addr), msg.bytes);
             }
         }
         if truncated {
@@ -462,6 +440,55 @@ impl ReceiveLoop {
             && let Some(t) = &self.wake
         {
             t.unpark();
+        }
+        // The stamps are on the realtime clock; read it once per batch.
+        let now = crate::realtime_now();
+        let mut loads = [Load::Normal; BATCH];
+        {
+            let mut overload = self.endpoint.overload.lock();
+            for ((signal, _, _), load) in got[..taken].iter().zip(loads.iter_mut()) {
+                let arrived = signal.delay;
+                let s = Signal {
+                    delay: arrived.map(|at| now.saturating_sub(at)),
+                    ..*signal
+                };
+                *load = overload.observe(now, s);
+            }
+        }
+        for (i, ((signal, peer, bytes), load)) in got[..taken].iter().zip(loads).enumerate() {
+            let queued = signal.delay;
+            let Some(peer) = *peer else {
+                debug!("datagram without a usable source address dropped");
+                continue;
+            };
+            if *bytes > max {
+                self.shared
+                    .counters
+                    .oversize
+                    .fetch_add(1, Ordering::Relaxed);
+                debug!(%peer, "oversized datagram dropped");
+                continue;
+            }
+            let start = i * (max + 1);
+            let data = &self.bufs[start..start + bytes];
+            let source = Source {
+                transport: Transport::Udp,
+                addr: peer,
+            };
+            match self
+                .shared
+                .registrar
+                .handle_under(data, source, self.local, load)
+            {
+                Action::Reply(reply) => {
+                    self.replies.push((reply, SocketAddrAny::from(peer)));
+                    self.arrivals.extend(queued);
+                }
+                Action::ReplyAfterCommit(reply, commit) => {
+                    self.endpoint.after_commit(commit, reply, peer, queued);
+                }
+                Action::Drop => {}
+            }
         }
         taken
     }
@@ -557,10 +584,10 @@ struct Signal {
 /// ours at ~400 KB, a few milliseconds of a storm) would swing between
 /// the two every few milliseconds.
 ///
-/// Each thread keeps its own, so what it knows comes only from the
-/// datagrams it reads: after a gap of an interval or more (a standby
-/// thread asleep since the last backlog) it owes the share the decays of
-/// the gap, and a delay must stand a whole watched interval again.
+/// One per socket, fed by all its threads, so it knows only what they
+/// read: after a gap of an interval or more with nothing read (a quiet
+/// socket) it owes the share the decays of the gap, and a delay must
+/// stand a whole watched interval again.
 #[derive(Debug)]
 struct Overload {
     /// None: never refuse anything.
@@ -796,6 +823,7 @@ mod tests {
                 pending: AtomicUsize::new(0),
                 stop: AtomicBool::new(false),
                 counters: self.shared.counters.clone(),
+                overload: Mutex::new(Overload::new(self.shared.overload_queue_delay)),
             })
         }
 
@@ -1259,6 +1287,7 @@ mod tests {
             pending: AtomicUsize::new(1),
             stop: AtomicBool::new(false),
             counters: Arc::new(SipCounters::default()),
+            overload: Mutex::new(Overload::new(None)),
         });
         let cancel = CancellationToken::new();
         let task = tokio::spawn(drain(Vec::new(), endpoint.clone(), cancel.clone()));
