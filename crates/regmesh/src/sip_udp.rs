@@ -1052,68 +1052,57 @@ mod tests {
             .expect("close");
     }
 
-    /// The answers to `n` requests sent from `c`, within a quiet time
-    /// generous for a loaded machine.
-    fn answered(c: &UdpSocket, n: usize) -> BTreeMap<String, u16> {
-        collect(c, n, Duration::from_secs(5))
+    /// Queue `n` REGISTERs at a socket with a sleeping standby thread, let
+    /// a receive loop (wired to wake it) take one batch and nothing more,
+    /// and return every answer that came (quiet time generous for a loaded
+    /// machine) with the count of datagrams the standby took.
+    async fn one_batch_beside_a_standby(n: usize) -> (BTreeMap<String, u16>, u64) {
+        let p = parts("127.0.0.1:0");
+        let c = client(p.addr);
+        let me = c.local_addr().expect("client addr");
+        for i in 0..n {
+            c.send_to(&register(i, me), p.addr).expect("send");
+        }
+        let endpoint = p.endpoint();
+        let standby = p.spawn_standby(&endpoint);
+        let mut receiver = p.receive_loop(&endpoint, Some(standby.thread().clone()));
+        assert_eq!(
+            receiver.receive_batch(MsgFlags::MSG_WAITFORONE),
+            n.min(BATCH)
+        );
+        receiver.send_replies();
+        let got = tokio::task::spawn_blocking(move || collect(&c, n, Duration::from_secs(5)))
+            .await
+            .expect("collector");
+        endpoint.stop.store(true, Ordering::Relaxed);
+        standby.thread().unpark();
+        standby.join().expect("the standby stops once woken");
+        let counters = &p.shared.counters;
+        (got, counters.udp_standby_datagrams.load(Ordering::Relaxed))
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_full_batch_wakes_the_standby_which_drains_the_backlog() {
-        let p = parts("127.0.0.1:0");
-        let c = client(p.addr);
-        let me = c.local_addr().expect("client addr");
+        // The receive loop takes one batch only: the rest of the backlog is
+        // answered only if the full batch woke the standby and it went on
+        // while its batches came full.
         let n = 3 * BATCH + 4;
-        for i in 0..n {
-            c.send_to(&register(i, me), p.addr).expect("send");
-        }
-        let endpoint = p.endpoint();
-        let standby = p.spawn_standby(&endpoint);
-        // The receive thread takes one batch and nothing more: the rest of
-        // the backlog is answered only if the full batch woke the standby
-        // and it went on while its batches came full.
-        let mut receiver = p.receive_loop(&endpoint, Some(standby.thread().clone()));
-        assert_eq!(receiver.receive_batch(MsgFlags::MSG_WAITFORONE), BATCH);
-        receiver.send_replies();
-        let got = tokio::task::spawn_blocking(move || answered(&c, n))
-            .await
-            .expect("collector");
+        let (got, standby) = one_batch_beside_a_standby(n).await;
         assert_eq!(got.len(), n, "every REGISTER answered");
         assert!(got.values().all(|s| *s == 200), "{got:?}");
-        let counters = &p.shared.counters;
         assert_eq!(
-            counters.udp_standby_datagrams.load(Ordering::Relaxed),
+            standby,
             (n - BATCH) as u64,
             "the standby took all but the receive thread's batch"
         );
-        endpoint.stop.store(true, Ordering::Relaxed);
-        standby.thread().unpark();
-        standby.join().expect("the standby stops once woken");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn below_a_full_batch_the_standby_sleeps() {
-        let p = parts("127.0.0.1:0");
-        let c = client(p.addr);
-        let me = c.local_addr().expect("client addr");
         let n = BATCH - 1;
-        for i in 0..n {
-            c.send_to(&register(i, me), p.addr).expect("send");
-        }
-        let endpoint = p.endpoint();
-        let standby = p.spawn_standby(&endpoint);
-        let mut receiver = p.receive_loop(&endpoint, Some(standby.thread().clone()));
-        assert_eq!(receiver.receive_batch(MsgFlags::MSG_WAITFORONE), n);
-        receiver.send_replies();
-        let got = tokio::task::spawn_blocking(move || answered(&c, n))
-            .await
-            .expect("collector");
+        let (got, standby) = one_batch_beside_a_standby(n).await;
         assert_eq!(got.len(), n, "every REGISTER answered");
-        let counters = &p.shared.counters;
-        assert_eq!(counters.udp_standby_datagrams.load(Ordering::Relaxed), 0);
-        endpoint.stop.store(true, Ordering::Relaxed);
-        standby.thread().unpark();
-        standby.join().expect("the standby stops once woken");
+        assert_eq!(standby, 0);
     }
 
     #[test]
