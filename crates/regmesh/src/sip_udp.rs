@@ -380,8 +380,7 @@ impl ReceiveLoop {
         // source, and its length in its buffer (`bufs` chunk of the same
         // index). Read first, so the socket's overload controller is
         // locked once per batch, not per datagram.
-        let mut got: [(Signal, Option<SocketAddr>, usize); BATCH] =
-            [(Signal::default(), None, 0); BATCH];
+        let mut got: [Received; BATCH] = [Received::default(); BATCH];
         let mut taken = 0;
         let mut truncated = false;
         {
@@ -424,13 +423,13 @@ impl ReceiveLoop {
                     // socket's first drop (see `control_headers`).
                     truncated = true;
                 }
-                // `delay` holds the receive stamp until `now` is read.
-                let signal = Signal {
-                    delay: queued,
+                *slot = Received {
+                    queued,
                     drops,
                     truncated,
+                    peer: msg.address.as_ref().and_then(std_addr),
+                    bytes: msg.bytes,
                 };
-                *slot = (signal, msg.address.as_ref().and_then(std_addr), msg.bytes);
             }
         }
         if truncated {
@@ -446,22 +445,27 @@ impl ReceiveLoop {
         let mut loads = [Load::Normal; BATCH];
         {
             let mut overload = self.endpoint.overload.lock();
-            for ((signal, _, _), load) in got[..taken].iter().zip(loads.iter_mut()) {
-                let arrived = signal.delay;
-                let s = Signal {
-                    delay: arrived.map(|at| now.saturating_sub(at)),
-                    ..*signal
+            for (r, load) in got[..taken].iter().zip(loads.iter_mut()) {
+                let signal = Signal {
+                    delay: r.queued.map(|at| now.saturating_sub(at)),
+                    drops: r.drops,
+                    truncated: r.truncated,
                 };
-                *load = overload.observe(now, s);
+                *load = overload.observe(now, signal);
             }
         }
-        for (i, ((signal, peer, bytes), load)) in got[..taken].iter().zip(loads).enumerate() {
-            let queued = signal.delay;
-            let Some(peer) = *peer else {
+        for (i, (r, load)) in got[..taken].iter().zip(loads).enumerate() {
+            let Received {
+                queued,
+                peer,
+                bytes,
+                ..
+            } = *r;
+            let Some(peer) = peer else {
                 debug!("datagram without a usable source address dropped");
                 continue;
             };
-            if *bytes > max {
+            if bytes > max {
                 self.shared
                     .counters
                     .oversize
@@ -557,6 +561,22 @@ impl ReceiveLoop {
 /// fills exactly.
 fn control_headers() -> MultiHeaders<SockaddrStorage> {
     MultiHeaders::preallocate(BATCH, Some(nix::cmsg_space!(TimeSpec, u32)))
+}
+
+/// One datagram of a batch as `recvmmsg` gave it; its bytes are in the
+/// receive buffer of the same index.
+#[derive(Debug, Clone, Copy, Default)]
+struct Received {
+    /// The kernel's receive stamp (realtime clock).
+    queued: Option<Duration>,
+    /// The socket's drop counter, once it has dropped any.
+    drops: Option<u32>,
+    /// The control messages did not fit (see `control_headers`).
+    truncated: bool,
+    /// The source address, if usable.
+    peer: Option<SocketAddr>,
+    /// The datagram's length (over the limit: oversized).
+    bytes: usize,
 }
 
 /// What the kernel said about one datagram, for [`Overload`].
