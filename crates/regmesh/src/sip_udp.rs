@@ -151,30 +151,59 @@ pub(crate) fn spawn(
     // before it in the chain, the first by any receive thread.
     let mut next: Option<Thread> = None;
     for i in (0..standbys).rev() {
-        let sock = sock.try_clone()?;
-        let shared = shared.clone();
-        let endpoint = endpoint.clone();
-        let wake = next.take();
-        let thread = std::thread::Builder::new()
-            .name(format!("sip-udp-stby{i}"))
-            .spawn(move || ReceiveLoop::new(sock, local, shared, endpoint, wake).standby())?;
+        let name = format!("sip-udp-stby{i}");
+        let thread = spawn_loop(name, Role::Standby, &sock, local, &shared, &endpoint, next)?;
         next = Some(thread.thread().clone());
         threads.push(thread);
     }
     for i in 0..workers {
-        let sock = sock.try_clone()?;
-        let shared = shared.clone();
-        let endpoint = endpoint.clone();
+        let name = format!("sip-udp-{i}");
         let wake = next.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("sip-udp-{i}"))
-            .spawn(move || ReceiveLoop::new(sock, local, shared, endpoint, wake).run())?;
-        threads.push(thread);
+        threads.push(spawn_loop(
+            name,
+            Role::Receive,
+            &sock,
+            local,
+            &shared,
+            &endpoint,
+            wake,
+        )?);
     }
     shared
         .tracker
         .spawn(drain(threads, endpoint, shared.cancel.clone()));
     Ok(())
+}
+
+/// What a thread reading a UDP socket does (see [`ReceiveLoop::run`] and
+/// [`ReceiveLoop::standby`]).
+#[derive(Debug, Clone, Copy)]
+enum Role {
+    Receive,
+    Standby,
+}
+
+/// Start a thread named `name` reading a clone of `sock` as `role`;
+/// `wake` is the standby it wakes when it falls behind. The loop is built
+/// on the thread: its `recvmmsg` headers hold raw pointers and stay there.
+fn spawn_loop(
+    name: String,
+    role: Role,
+    sock: &UdpSocket,
+    local: LocalSocket,
+    shared: &Arc<SipShared>,
+    endpoint: &Arc<Endpoint>,
+    wake: Option<Thread>,
+) -> std::io::Result<JoinHandle<()>> {
+    let sock = sock.try_clone()?;
+    let (shared, endpoint) = (shared.clone(), endpoint.clone());
+    std::thread::Builder::new().name(name).spawn(move || {
+        let l = ReceiveLoop::new(sock, local, shared, endpoint, wake);
+        match role {
+            Role::Receive => l.run(),
+            Role::Standby => l.standby(),
+        }
+    })
 }
 
 /// How many threads receive on one socket with `cores` cores unless
@@ -847,14 +876,18 @@ mod tests {
             })
         }
 
-        /// A standby thread (its loop is built on it: the `recvmmsg`
-        /// headers hold raw pointers and stay on their thread).
         fn spawn_standby(&self, endpoint: &Arc<Endpoint>) -> JoinHandle<()> {
-            let sock = self.sock.try_clone().expect("clone");
-            let (local, shared, endpoint) = (self.local, self.shared.clone(), endpoint.clone());
-            std::thread::spawn(move || {
-                ReceiveLoop::new(sock, local, shared, endpoint, None).standby()
-            })
+            let name = "test-standby".to_owned();
+            spawn_loop(
+                name,
+                Role::Standby,
+                &self.sock,
+                self.local,
+                &self.shared,
+                endpoint,
+                None,
+            )
+            .expect("spawn")
         }
 
         fn receive_loop(&self, endpoint: &Arc<Endpoint>, wake: Option<Thread>) -> ReceiveLoop {
