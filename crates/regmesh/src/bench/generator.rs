@@ -193,9 +193,11 @@ enum Rx {
 struct Lane {
     /// µs since start when the slot's request was first sent, +1; 0 = free.
     sent_at: Vec<AtomicU64>,
-    /// µs the generator itself took between the 401 of the slot's request
-    /// and sending its answer with credentials (its own work and its wait
-    /// for a CPU): not the server's latency, so not counted in it.
+    /// µs the generator itself held the slot's request: from stamping it
+    /// to the system call that sent it (see [`Unsent`]), and, with auth,
+    /// from the 401's arrival to sending the answer with credentials (its
+    /// own work and its waits for a CPU). Not the server's latency, so not
+    /// counted in it.
     own_us: Vec<AtomicU64>,
     sent: AtomicU64,
     completed: AtomicU64,
@@ -521,8 +523,9 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         "rate_achieved": (completed - timeouts) as f64 / secs,
         "latency_samples": hist.count(),
         // The server's latency (see `Latencies`): from each request's send
-        // to the kernel's receive timestamp of its final answer, less the
-        // generator's own time between a 401 and its answer.
+        // (the system call that sent it) to the kernel's receive timestamp
+        // of its final answer, less the generator's own time between a 401
+        // and its answer.
         "latency_us": quantiles(&hist),
         // As the generator's threads saw it, its own delays included.
         "client_latency_us": quantiles(&client),
@@ -616,6 +619,7 @@ fn sender(
     let mut call_round = vec![0u32; owned as usize];
     let mut pending: VecDeque<Pending> = VecDeque::with_capacity(RING);
     let mut outbox = Outbox::new();
+    let mut unsent = Unsent::default();
     let port = tx.local_port();
     let mut k = 0u64;
     let mut cursor = 0usize;
@@ -630,7 +634,17 @@ fn sender(
         if last.is_some() && rate == 0.0 {
             break;
         }
-        service(plan, lane, tx, &mut outbox, &mut pending, port, s, sockets)?;
+        service(
+            plan,
+            lane,
+            tx,
+            &mut outbox,
+            &mut unsent,
+            &mut pending,
+            port,
+            s,
+            sockets,
+        )?;
         let due = match last {
             Some(d) => (d.as_secs_f64() * rate).ceil() as u64,
             None if rate > 0.0 => (elapsed.as_secs_f64() * rate) as u64 + 1,
@@ -657,11 +671,12 @@ fn sender(
             }
             cseq[j as usize] += 2;
             if outbox.is_full() {
-                send(plan, lane, tx, &mut outbox)?;
+                send(plan, lane, tx, &mut outbox, &mut unsent)?;
             }
             let now_us = plan.start.elapsed().as_micros() as u64 + 1;
             lane.own_us[slot].store(0, Ordering::Relaxed);
             lane.sent_at[slot].store(now_us, Ordering::Release);
+            unsent.push(slot, now_us);
             build(
                 outbox.next(),
                 plan,
@@ -686,7 +701,7 @@ fn sender(
             });
             k += 1;
         }
-        send(plan, lane, tx, &mut outbox)?;
+        send(plan, lane, tx, &mut outbox, &mut unsent)?;
         if last.is_some() && !ring_full {
             break;
         }
@@ -705,8 +720,18 @@ fn sender(
     }
     // Drain: wait for answers or timeouts of everything in flight.
     while !pending.is_empty() {
-        service(plan, lane, tx, &mut outbox, &mut pending, port, s, sockets)?;
-        send(plan, lane, tx, &mut outbox)?;
+        service(
+            plan,
+            lane,
+            tx,
+            &mut outbox,
+            &mut unsent,
+            &mut pending,
+            port,
+            s,
+            sockets,
+        )?;
+        send(plan, lane, tx, &mut outbox, &mut unsent)?;
         std::thread::sleep(Duration::from_millis(1));
     }
     lane.send_calls.store(outbox.calls, Ordering::Relaxed);
@@ -714,11 +739,46 @@ fn sender(
 }
 
 /// Send what `outbox` holds.
-fn send(plan: &Plan, lane: &Lane, tx: &Tx, outbox: &mut Outbox) -> anyhow::Result<()> {
+fn send(
+    plan: &Plan,
+    lane: &Lane,
+    tx: &Tx,
+    outbox: &mut Outbox,
+    unsent: &mut Unsent,
+) -> anyhow::Result<()> {
+    unsent.sending(lane, plan.start.elapsed().as_micros() as u64 + 1);
     tx.flush(outbox)
         .with_context(|| format!("sending to {}", plan.target))?;
     lane.send_calls.store(outbox.calls, Ordering::Relaxed);
     Ok(())
+}
+
+/// New requests built into the outbox and not yet sent: (slot, when it was
+/// stamped, µs since start + 1). A paced sender builds a tick's burst
+/// before one `sendmmsg` sends it, and at `nice 19` it can be preempted in
+/// between, for milliseconds when the server fills both cores. That wait
+/// is the generator's, not the server's: right before the send, each
+/// request's wait since its stamp goes into its slot's `own_us`, which the
+/// server's latency leaves out. The stamp itself stays the request's
+/// identity and the start of the generator's own view (`client_latency_us`).
+#[derive(Default)]
+struct Unsent {
+    built: Vec<(usize, u64)>,
+}
+
+impl Unsent {
+    fn push(&mut self, slot: usize, stamped_us: u64) {
+        self.built.push((slot, stamped_us));
+    }
+
+    /// Called right before the system call that sends them, at `now_us`.
+    /// Stored before the send, so the receiver (which reads it only after
+    /// the answer to it came back) always sees it.
+    fn sending(&mut self, lane: &Lane, now_us: u64) {
+        for (slot, stamped) in self.built.drain(..) {
+            lane.own_us[slot].store(now_us.saturating_sub(stamped), Ordering::Release);
+        }
+    }
 }
 
 /// The next free slot of the ring at or after `cursor`, looking at a few
@@ -758,6 +818,7 @@ fn service(
     lane: &Lane,
     tx: &Tx,
     outbox: &mut Outbox,
+    unsent: &mut Unsent,
     pending: &mut VecDeque<Pending>,
     port: u16,
     s: usize,
@@ -788,7 +849,7 @@ fn service(
         }
         if !plan.tcp {
             if outbox.is_full() {
-                send(plan, lane, tx, outbox)?;
+                send(plan, lane, tx, outbox, unsent)?;
             }
             let b = s as u64 + p.j * sockets as u64;
             build(
@@ -889,9 +950,10 @@ fn build(
 
 /// The two latency histograms of one receiver.
 struct Latencies {
-    /// The server's: from sending a request to the kernel receiving its
-    /// final answer, less the generator's own time between a 401 and the
-    /// request with credentials. What a client elsewhere would see.
+    /// The server's: from the system call that sent a request (not from
+    /// building it, see [`Unsent`]) to the kernel receiving its final
+    /// answer, less the generator's own time between a 401 and the request
+    /// with credentials. What a client elsewhere would see.
     server: Histogram,
     /// As this process saw it: up to the moment the receiver thread
     /// handled the final answer, 401 round included. It also holds the
@@ -1056,7 +1118,8 @@ fn on_response(
                 Some((&authz, 0)),
             );
             let sending_us = plan.start.elapsed().as_micros() as u64 + 1;
-            lane.own_us[slot].store(sending_us.saturating_sub(arrived_us), Ordering::Relaxed);
+            // Added to the wait before the first send (see `Unsent`).
+            lane.own_us[slot].fetch_add(sending_us.saturating_sub(arrived_us), Ordering::AcqRel);
             let _ = tx.send(out);
             return;
         }
@@ -1069,7 +1132,7 @@ fn on_response(
         lat.client.record(now_us.saturating_sub(stamp));
         let latency = arrived_us
             .saturating_sub(stamp)
-            .saturating_sub(lane.own_us[slot].load(Ordering::Relaxed));
+            .saturating_sub(lane.own_us[slot].load(Ordering::Acquire));
         lat.server.record(latency);
         let second = (now_us / 1_000_000) as usize;
         if let (Some(max), Some(slow)) = (
@@ -1182,6 +1245,26 @@ mod tests {
         assert_eq!(p[1], ("nonce".into(), "n1".into()));
         assert_eq!(p[2], ("qop".into(), "auth,auth-int".into()));
         assert_eq!(p[3], ("algorithm".into(), "MD5".into()));
+    }
+
+    /// A request's wait between its stamp and the system call that sends
+    /// it is the generator's own time: `sending` books it for each request
+    /// built since the last send, once.
+    #[test]
+    fn the_wait_before_the_send_is_the_generators_own_time() {
+        let lane = Lane::new();
+        let mut unsent = Unsent::default();
+        unsent.push(7, 1_000);
+        unsent.push(8, 1_250);
+        unsent.sending(&lane, 4_000);
+        assert_eq!(lane.own_us[7].load(Ordering::Relaxed), 3_000);
+        assert_eq!(lane.own_us[8].load(Ordering::Relaxed), 2_750);
+        // Sent: the next send books only what was built after it.
+        unsent.push(9, 4_100);
+        unsent.sending(&lane, 4_300);
+        assert_eq!(lane.own_us[7].load(Ordering::Relaxed), 3_000);
+        assert_eq!(lane.own_us[9].load(Ordering::Relaxed), 200);
+        assert!(unsent.built.is_empty());
     }
 
     #[test]

@@ -13,8 +13,9 @@
 //! UDP are retransmitted per RFC 3261 §17.1.1.2 timer A (T1 = 500 ms,
 //! doubling) until `--timeout`; 401 challenges are answered (MD5 digest)
 //! when `--password` is given. Latency is the server's: timed to the
-//! kernel's receive stamp of the answer, without the generator's own time
-//! between a 401 and its answer (`generator::Latencies`; the latency the
+//! kernel's receive stamp of the answer, from the system call that sent the
+//! request, without the generator's own time between a 401 and its answer
+//! (`generator::Latencies`, `generator::Unsent`; the latency the
 //! generator's threads saw is reported beside it). Targets must be loopback addresses: this is a
 //! load generator, and this project only ever loads its own machine.
 
