@@ -14,14 +14,21 @@
 #     bench`) and the same AoR set; then a closed-loop latency probe
 #     (`--rate 0 --window W`, no pacing) at a few windows;
 #  3. resident memory (PSS) per binding at $MILLION bindings for both, and
-#     regmesh's restart-to-serving time with those bindings on disk.
+#     regmesh's restart-to-serving time with those bindings on disk;
+#  4. the machine's own noise before the first step and after the last:
+#     `cyclictest` (rt-tests) at SCHED_FIFO 99 on each core, idle, NOISE_S
+#     seconds. A vCPU the hypervisor stops for milliseconds delays every
+#     answer queued meanwhile, whatever the server; this says how often it
+#     happened around the run, so the tails of runs on different days can
+#     be told apart.
 # Reports medians over rounds and regmesh/Kamailio ratios as markdown on
 # stdout (bench/report.py); raw JSON lands in $OUT.
 # Every address used is on 127.0.0.1.
 #
 # Knobs (environment): QUICK, ROUNDS, RATES, RATES_AUTH, DUR, AORS, MILLION,
 # FILL_RATE, WINDOWS, SCENARIOS ("0 1"; 0 = no auth, 1 = digest auth),
-# CEILING (1), MEMORY (1), KWORKERS (2), GEN_NICE (19), OUT.
+# CEILING (1), MEMORY (1), KWORKERS (2), GEN_NICE (19), NOISE_S (10; 0 = no
+# noise probe), OUT.
 #
 # The generator shares the 2 cores with the server under test. It paces in
 # 1 ms ticks with batched socket I/O (bench/README.md: ~0.1 core at
@@ -44,6 +51,7 @@ else
   DUR=${DUR:-5s}; AORS=${AORS:-50000}; MILLION=${MILLION:-1000000}; WINDOWS=${WINDOWS:-"2 8 32 128"}
 fi
 SCENARIOS=${SCENARIOS:-"0 1"}; CEILING=${CEILING:-1}; MEMORY=${MEMORY:-1}
+NOISE_S=${NOISE_S:-10}
 KWORKERS=${KWORKERS:-2}; GEN_NICE=${GEN_NICE:-19}; FILL_RATE=${FILL_RATE:-10000}
 PASSWORD=bench-password
 KPORT=5070; RPORT=5080; XPORT=5099; RPC=127.0.0.1:9080
@@ -55,6 +63,10 @@ command -v kamailio >/dev/null || {
   DEBIAN_FRONTEND=noninteractive apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kamailio
 }
+if [ "$NOISE_S" != 0 ] && ! command -v cyclictest >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rt-tests >&2 ||
+    echo "compare: rt-tests not installed; no noise probe" >&2
+fi
 cargo build --release -p regmesh >&2
 BIN=$PWD/target/release/regmesh
 . bench/lib.sh
@@ -243,6 +255,35 @@ closed_loop() { # scenario round name port auth
   done
 }
 
+# The machine's noise, idle (see the header, 4.): how late a SCHED_FIFO 99
+# thread on each core wakes from a 500 µs sleep. Nothing in the guest but
+# interrupts can delay it; what is left is the hypervisor.
+noise_probe() { # when
+  { [ "$NOISE_S" != 0 ] && command -v cyclictest >/dev/null; } || return 0
+  local f="$OUT/noise-$1.txt"
+  cyclictest -m -t "$(nproc)" -a -p 99 -i 500 -D "$NOISE_S" -q -h 50000 >"$f" 2>&1 || {
+    echo "compare: cyclictest failed (SCHED_FIFO needs root); no noise probe" >&2
+    return 0
+  }
+  python3 - "$f" "$1" "$NOISE_S" >>"$OUT/noise.jsonl" <<'PY'
+import json, sys
+samples = late1 = late5 = worst = 0
+for line in open(sys.argv[1]):
+    cols = line.split()
+    if line.startswith("#") or len(cols) < 2 or not cols[0].isdigit():
+        continue
+    us, n = int(cols[0]), sum(int(c) for c in cols[1:])
+    samples += n
+    late1 += n if us >= 1000 else 0
+    late5 += n if us >= 5000 else 0
+    worst = max(worst, us) if n else worst
+print(json.dumps({"when": sys.argv[2], "seconds": int(sys.argv[3]), "samples": samples,
+                  "late_1ms": late1, "late_5ms": late5, "max_us": worst}))
+PY
+}
+
+noise_probe before
+
 # 1. The generator's ceiling against a trivial responder.
 if [ "$CEILING" = 1 ]; then
   "$BIN" bench-responder --listen 127.0.0.1:$XPORT --threads 2 2>>"$OUT/responder.log" &
@@ -359,5 +400,7 @@ json.dump({"bindings": $MILLION, "kamailio_pss_kib": [$kb0, $kb1], "regmesh_pss_
           open(sys.argv[1], "w"), indent=1)
 PY
 fi
+
+noise_probe after
 
 python3 bench/report.py "$OUT"

@@ -174,6 +174,20 @@ if os.path.exists(mem_path):
     if "regmesh_cold_restart_s" in m:
         print(f"| {n:,} bindings | restart to serving, s (store file evicted from the page cache) | n/a (memory-only) | {m['regmesh_cold_restart_s']:.2f} | |")
 
+noise_path = os.path.join(out, "noise.jsonl")
+if os.path.exists(noise_path):
+    print()
+    print("The machine's noise, idle (`cyclictest -p 99 -i 500` on each core: how late a real-time thread "
+          "woke from a 500 µs sleep; nothing in the guest but interrupts can delay it, so what is left is the hypervisor):")
+    print()
+    print("| when | seconds | wake-ups | later than 1 ms | later than 5 ms | latest, ms |")
+    print("|---|---|---|---|---|---|")
+    with open(noise_path) as fh:
+        for line in fh:
+            n = json.loads(line)
+            print(f"| {n['when']} the run | {n['seconds']} | {n['samples']:,} | {n['late_1ms']:,} | {n['late_5ms']:,} "
+                  f"| {n['max_us'] / 1000:.2f} |")
+
 if ceiling:
     print()
     print("Generator ceiling (`regmesh bench` against `regmesh bench-responder --threads 2`, generator at the same nice level):")
