@@ -835,6 +835,7 @@ pub(crate) fn write_snapshot(
         count: 0,
         bytes: HEADER_LEN,
         unsynced: 0,
+        syncs: 0,
     };
     let result = (|| {
         sink.file.write_all(&header(FileKind::Snapshot, node, n))?;
@@ -865,6 +866,8 @@ pub(crate) struct SnapshotSink {
     bytes: u64,
     /// Bytes written since the last `fdatasync` of the snapshot.
     unsynced: u64,
+    /// `fdatasync`s made so far (before the final one).
+    syncs: u64,
 }
 
 /// A snapshot being written is made durable every this many bytes, not only
@@ -896,18 +899,35 @@ impl SnapshotSink {
         );
         self.count += 1;
     }
-    /// Write what was appended to `out` and clear it.
+    /// Write what was appended to `out` and clear it, making the file
+    /// durable every [`SNAPSHOT_SYNC_BYTES`] however much `out` holds: a
+    /// caller may hand over megabytes at once (one shard of a large table,
+    /// encoded under its lock, is written after the lock is released), and
+    /// one large flush would hold the change log's commits behind it.
     pub(crate) fn flush(&mut self, out: &mut Vec<u8>) -> std::io::Result<()> {
-        self.file.write_all(out)?;
-        self.bytes += out.len() as u64;
-        self.unsynced += out.len() as u64;
-        out.clear();
-        if self.unsynced >= SNAPSHOT_SYNC_BYTES {
-            self.file.flush()?;
-            self.file.get_ref().sync_data()?;
-            self.unsynced = 0;
+        let mut rest = out.as_slice();
+        while !rest.is_empty() {
+            let room = SNAPSHOT_SYNC_BYTES.saturating_sub(self.unsynced).max(1);
+            let (now, later) = rest.split_at(rest.len().min(room as usize));
+            self.file.write_all(now)?;
+            self.bytes += now.len() as u64;
+            self.unsynced += now.len() as u64;
+            rest = later;
+            if self.unsynced >= SNAPSHOT_SYNC_BYTES {
+                self.file.flush()?;
+                self.file.get_ref().sync_data()?;
+                self.unsynced = 0;
+                self.syncs += 1;
+            }
         }
+        out.clear();
         Ok(())
+    }
+
+    /// How many intermediate `fdatasync`s this snapshot has made.
+    #[cfg(test)]
+    pub(crate) fn syncs(&self) -> u64 {
+        self.syncs
     }
 }
 

@@ -1144,6 +1144,46 @@ fn startup_with_a_million_bindings() {
     println!("idle expiry sweep: {:?}", start.elapsed());
 }
 
+/// A snapshot is made durable in steps of `SNAPSHOT_SYNC_BYTES` however
+/// much one flush hands it (here every subscriber at once): one large write
+/// and flush would hold the change log's commits behind it for as long as
+/// the disk takes to write it all.
+#[test]
+fn a_snapshot_is_synced_in_steps_however_large_a_flush() {
+    let fx = Fixture::new();
+    std::fs::create_dir(fx.path()).expect("mkdir");
+    const N: usize = 10_000;
+    let sub = |i: usize| Subscriber {
+        user: format!("user{i}"),
+        domain: "example.com".into(),
+        realm: "example.com".into(),
+        ha1_md5: "0".repeat(32),
+        ha1_sha256: "0".repeat(64),
+    };
+    let mut flushed = (0, 0);
+    disk::write_snapshot(&fx.path(), NODE, 1, |sink| {
+        let mut out = Vec::new();
+        for i in 0..N {
+            sink.subscriber(&sub(i), &mut out);
+        }
+        let bytes = out.len() as u64;
+        sink.flush(&mut out)?;
+        flushed = (bytes, sink.syncs());
+        Ok(true)
+    })
+    .expect("write snapshot")
+    .expect("not abandoned");
+    let (bytes, syncs) = flushed;
+    assert!(bytes > 4 * disk::SNAPSHOT_SYNC_BYTES, "{bytes} bytes");
+    assert_eq!(syncs, bytes / disk::SNAPSHOT_SYNC_BYTES);
+    let loc = fx.open();
+    assert_eq!(loc.subscribers().len(), N);
+    assert_eq!(
+        loc.subscriber("user9999", "example.com").as_deref(),
+        Some(&sub(9999))
+    );
+}
+
 #[test]
 fn shared_types_are_thread_safe() {
     fn send_sync<T: Send + Sync>() {}
