@@ -885,8 +885,8 @@ pub(crate) const SNAPSHOT_SYNC_BYTES: u64 = 256 << 10;
 
 impl SnapshotSink {
     /// Append one entry (its encoded value, as the table holds it).
-    pub(crate) fn entry(&mut self, entry: &Packed, out: &mut Vec<u8>) {
-        frame(out, self.n, REC_PUT_BINDING, entry.bytes());
+    pub(crate) fn entry(&mut self, encoded: &[u8], out: &mut Vec<u8>) {
+        frame(out, self.n, REC_PUT_BINDING, encoded);
         self.count += 1;
     }
     /// Append one subscriber.

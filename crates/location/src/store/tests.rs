@@ -1117,7 +1117,7 @@ fn startup_with_a_million_bindings() {
                 node: NODE,
             };
             let value = codec::encode_entry(&aor, &contact, &Entry::Live(bd));
-            sink.entry(&Packed::from_encoded(value), &mut out);
+            sink.entry(&value, &mut out);
             if out.len() > 1 << 20 {
                 sink.flush(&mut out)?;
             }
