@@ -618,8 +618,7 @@ fn sender(
     let mut cseq = vec![0u32; owned as usize];
     let mut call_round = vec![0u32; owned as usize];
     let mut pending: VecDeque<Pending> = VecDeque::with_capacity(RING);
-    let mut outbox = Outbox::new();
-    let mut unsent = Unsent::default();
+    let mut batch = Batch::new();
     let port = tx.local_port();
     let mut k = 0u64;
     let mut cursor = 0usize;
@@ -634,17 +633,7 @@ fn sender(
         if last.is_some() && rate == 0.0 {
             break;
         }
-        service(
-            plan,
-            lane,
-            tx,
-            &mut outbox,
-            &mut unsent,
-            &mut pending,
-            port,
-            s,
-            sockets,
-        )?;
+        service(plan, lane, tx, &mut batch, &mut pending, port, s, sockets)?;
         let due = match last {
             Some(d) => (d.as_secs_f64() * rate).ceil() as u64,
             None if rate > 0.0 => (elapsed.as_secs_f64() * rate) as u64 + 1,
@@ -670,15 +659,15 @@ fn sender(
                 call_round[j as usize] = round as u32;
             }
             cseq[j as usize] += 2;
-            if outbox.is_full() {
-                send(plan, lane, tx, &mut outbox, &mut unsent)?;
+            if batch.outbox.is_full() {
+                batch.send(plan, lane, tx)?;
             }
             let now_us = plan.start.elapsed().as_micros() as u64 + 1;
             lane.own_us[slot].store(0, Ordering::Relaxed);
             lane.sent_at[slot].store(now_us, Ordering::Release);
-            unsent.push(slot, now_us);
+            batch.unsent.push(slot, now_us);
             build(
-                outbox.next(),
+                batch.outbox.next(),
                 plan,
                 port,
                 slot,
@@ -701,7 +690,7 @@ fn sender(
             });
             k += 1;
         }
-        send(plan, lane, tx, &mut outbox, &mut unsent)?;
+        batch.send(plan, lane, tx)?;
         if last.is_some() && !ring_full {
             break;
         }
@@ -720,37 +709,39 @@ fn sender(
     }
     // Drain: wait for answers or timeouts of everything in flight.
     while !pending.is_empty() {
-        service(
-            plan,
-            lane,
-            tx,
-            &mut outbox,
-            &mut unsent,
-            &mut pending,
-            port,
-            s,
-            sockets,
-        )?;
-        send(plan, lane, tx, &mut outbox, &mut unsent)?;
+        service(plan, lane, tx, &mut batch, &mut pending, port, s, sockets)?;
+        batch.send(plan, lane, tx)?;
         std::thread::sleep(Duration::from_millis(1));
     }
-    lane.send_calls.store(outbox.calls, Ordering::Relaxed);
+    lane.send_calls.store(batch.outbox.calls, Ordering::Relaxed);
     Ok(())
 }
 
-/// Send what `outbox` holds.
-fn send(
-    plan: &Plan,
-    lane: &Lane,
-    tx: &Tx,
-    outbox: &mut Outbox,
-    unsent: &mut Unsent,
-) -> anyhow::Result<()> {
-    unsent.sending(lane, plan.start.elapsed().as_micros() as u64 + 1);
-    tx.flush(outbox)
-        .with_context(|| format!("sending to {}", plan.target))?;
-    lane.send_calls.store(outbox.calls, Ordering::Relaxed);
-    Ok(())
+/// What a sender has built and not yet sent: the outbox and, for the new
+/// requests in it, when each was stamped. Kept together so that no send
+/// can skip booking the wait before it ([`Unsent`]).
+struct Batch {
+    outbox: Outbox,
+    unsent: Unsent,
+}
+
+impl Batch {
+    fn new() -> Self {
+        Self {
+            outbox: Outbox::new(),
+            unsent: Unsent::default(),
+        }
+    }
+
+    /// Send what the outbox holds.
+    fn send(&mut self, plan: &Plan, lane: &Lane, tx: &Tx) -> anyhow::Result<()> {
+        self.unsent
+            .sending(lane, plan.start.elapsed().as_micros() as u64 + 1);
+        tx.flush(&mut self.outbox)
+            .with_context(|| format!("sending to {}", plan.target))?;
+        lane.send_calls.store(self.outbox.calls, Ordering::Relaxed);
+        Ok(())
+    }
 }
 
 /// New requests built into the outbox and not yet sent: (slot, when it was
@@ -817,8 +808,7 @@ fn service(
     plan: &Plan,
     lane: &Lane,
     tx: &Tx,
-    outbox: &mut Outbox,
-    unsent: &mut Unsent,
+    batch: &mut Batch,
     pending: &mut VecDeque<Pending>,
     port: u16,
     s: usize,
@@ -848,12 +838,12 @@ fn service(
             continue;
         }
         if !plan.tcp {
-            if outbox.is_full() {
-                send(plan, lane, tx, outbox, unsent)?;
+            if batch.outbox.is_full() {
+                batch.send(plan, lane, tx)?;
             }
             let b = s as u64 + p.j * sockets as u64;
             build(
-                outbox.next(),
+                batch.outbox.next(),
                 plan,
                 port,
                 p.slot,
