@@ -901,9 +901,9 @@ impl SnapshotSink {
     }
     /// Write what was appended to `out` and clear it, making the file
     /// durable every [`SNAPSHOT_SYNC_BYTES`] however much `out` holds: a
-    /// caller may hand over megabytes at once (one shard of a large table,
-    /// encoded under its lock, is written after the lock is released), and
-    /// one large flush would hold the change log's commits behind it.
+    /// caller may hand over megabytes at once (one shard of a large table
+    /// is), and one large flush would hold the change log's commits behind
+    /// it.
     pub(crate) fn flush(&mut self, out: &mut Vec<u8>) -> std::io::Result<()> {
         let mut rest = out.as_slice();
         while !rest.is_empty() {
