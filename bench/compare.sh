@@ -180,10 +180,9 @@ import json, sys
 f, ticks = sys.argv[1], int(sys.argv[2])
 d = json.load(open(f)); d["server_cpu_s"] = ticks / 100.0
 
-def buckets(path, wait):
-    """le (s) -> cumulative count of regmesh_sip_udp_answer_seconds{wait}."""
+def buckets(path, pre):
+    """le (s) -> cumulative count of the histogram whose bucket lines start with `pre`."""
     out = {}
-    pre = 'regmesh_sip_udp_answer_seconds_bucket{wait="%s",le="' % wait
     for line in open(path):
         if line.startswith(pre):
             le, n = line[len(pre):].split('"}')
@@ -201,18 +200,29 @@ def quantile(cum, p):
             return round((prev_le + (le - prev_le) * (p * total - prev_n) / max(n - prev_n, 1)) * 1e6)
         prev_le, prev_n = le, n
 
+def summary(pre):
+    """count and p50/p99/p99.9 (µs) of one histogram over the run, or None."""
+    try:
+        a, b = buckets(sys.argv[3], pre), buckets(sys.argv[4], pre)
+    except OSError:
+        return None
+    cum = sorted((le, b[le] - a.get(le, 0)) for le in b)
+    if not cum or cum[-1][1] <= 0:
+        return None
+    return {"answers": int(cum[-1][1]),
+            **{k: quantile(cum, q) for k, q in (("p50", .5), ("p99", .99), ("p999", .999))}}
+
 server = {}
 for wait in ("commit", "none"):
-    try:
-        a, b = buckets(sys.argv[3], wait), buckets(sys.argv[4], wait)
-    except OSError:
-        break
-    cum = sorted((le, b[le] - a.get(le, 0)) for le in b)
-    if cum and cum[-1][1] > 0:
-        server[wait] = {"answers": int(cum[-1][1]),
-                        **{k: quantile(cum, q) for k, q in (("p50", .5), ("p99", .99), ("p999", .999))}}
+    s = summary('regmesh_sip_udp_answer_seconds_bucket{wait="%s",le="' % wait)
+    if s:
+        server[wait] = s
 if server:
     d["server_answer_us"] = server
+# The first part of those times: each datagram's wait in the socket buffer.
+queue = summary('regmesh_sip_udp_queue_seconds_bucket{le="')
+if queue:
+    d["server_queue_us"] = queue
 json.dump(d, open(f, "w"))
 PY
   echo "$file"

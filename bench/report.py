@@ -115,6 +115,11 @@ for scen in ("auth=0", "auth=1"):
                    if r["server"] == "regmesh" and r["rate"] == near
                    and "commit" in r["d"].get("server_answer_us", {})])
            for q in ("p50", "p99")}
+    # The first part of every answer's time: its datagram's wait in the
+    # socket buffer (runs before the histogram existed have none).
+    queue = {q: med([r["d"]["server_queue_us"][q] for r in sr
+                     if r["server"] == "regmesh" and r["rate"] == near and "server_queue_us" in r["d"]])
+             for q in ("p50", "p99")}
     cl = [r for r in closed_all if r["scenario"] == scen]
     windows = sorted({r["rate"] for r in cl})
     closed = {srv: {w: (med([r["d"]["rate_achieved"] for r in cl if r["server"] == srv and r["rate"] == w]),
@@ -122,7 +127,7 @@ for scen in ("auth=0", "auth=1"):
                         med([r["d"]["latency_us"]["p99"] for r in cl if r["server"] == srv and r["rate"] == w]))
                     for w in windows} for srv in SERVERS}
     rows.append(dict(scen=scen, knee=knee, per_round=per_round, cpu=cpu, cpu_by_rate=cpu_by_rate, both=sorted(both),
-                     near=near, lat=lat, client_p99=client_p99, own=own, windows=windows, closed=closed))
+                     near=near, lat=lat, client_p99=client_p99, own=own, queue=queue, windows=windows, closed=closed))
 
 print("| scenario | metric | Kamailio | regmesh | regmesh/Kamailio |")
 print("|---|---|---|---|---|")
@@ -143,6 +148,9 @@ for row in rows:
     if row["own"]["p99"] is not None:
         print(f"| {name} | regmesh's own p50 / p99 there per durable answer, from its receive stamp to its send "
               f"(`regmesh_sip_udp_answer_seconds`, wait=commit), ms | n/a | {ms(row['own']['p50'])} / {ms(row['own']['p99'])} | |")
+    if row["queue"]["p99"] is not None:
+        print(f"| {name} | of which each datagram's wait in the socket buffer, p50 / p99 "
+              f"(`regmesh_sip_udp_queue_seconds`), ms | n/a | {ms(row['queue']['p50'])} / {ms(row['queue']['p99'])} | |")
     for w in row["windows"]:
         kr, kp50, kp99 = row["closed"]["kamailio"][w]
         rr, rp50, rp99 = row["closed"]["regmesh"][w]

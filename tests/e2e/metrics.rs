@@ -132,6 +132,20 @@ fn health_is_200_and_metrics_count_registrations() {
         Some(2.0),
         "the +Inf bucket holds every answer:\n{text}"
     );
+    // Each of the three datagrams waited in the socket buffer for a
+    // receive thread, answered at once or after a commit alike.
+    assert_eq!(
+        types
+            .get("regmesh_sip_udp_queue_seconds")
+            .map(String::as_str),
+        Some("histogram"),
+        "{text}"
+    );
+    assert_eq!(
+        sum(&samples, "regmesh_sip_udp_queue_seconds_count"),
+        Some(3.0),
+        "{text}"
+    );
     // Three requests one at a time never fill a batch: the standby thread
     // slept through them.
     assert_eq!(

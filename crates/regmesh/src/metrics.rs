@@ -33,6 +33,12 @@ pub(crate) struct SipCounters {
     /// How long UDP requests whose answer waits for a durable commit (an
     /// accepted REGISTER that changed something) took inside this node.
     pub(crate) udp_answer_durable: AnswerTimes,
+    /// How long each UDP datagram waited in the socket's receive buffer
+    /// before a receive thread took it: the part of the answer times that
+    /// says whether the receive threads keep up, apart from what the
+    /// registrar and the store add after it (BENCHMARKS.md splits the
+    /// latency tail with it).
+    pub(crate) udp_queue: AnswerTimes,
 }
 
 /// Upper bounds (µs) of the answer-time histogram's buckets. Fine around
@@ -251,6 +257,15 @@ fn render(s: &MetricsState) -> String {
             sum,
         );
     }
+    let (counts, sum) = s.counters.udp_queue.snapshot();
+    histogram(
+        &mut out,
+        "regmesh_sip_udp_queue_seconds",
+        "Time a UDP datagram waited in the socket's receive buffer before a receive thread took it.",
+        &ANSWER_BUCKETS_US,
+        &counts,
+        sum,
+    );
     let name = "regmesh_rpc_calls_total";
     let _ = writeln!(
         out,

@@ -490,6 +490,12 @@ impl ReceiveLoop {
                 bytes,
                 ..
             } = *r;
+            if let Some(at) = queued {
+                self.shared
+                    .counters
+                    .udp_queue
+                    .record(now.saturating_sub(at));
+            }
             let Some(peer) = peer else {
                 debug!("datagram without a usable source address dropped");
                 continue;
@@ -1030,6 +1036,13 @@ mod tests {
         let c = &server.shared.counters;
         assert_eq!(counted(&c.udp_answer_durable), n as u64, "the REGISTERs");
         assert_eq!(counted(&c.udp_answer_immediate), invites as u64, "the 404s");
+        // Every datagram taken has its wait in the socket buffer counted,
+        // answered or not (three unanswerable ones per hundred REGISTERs).
+        assert_eq!(
+            counted(&c.udp_queue),
+            (n + invites + 3 * n.div_ceil(100)) as u64,
+            "every datagram"
+        );
         server.shut_down().await;
     }
 
