@@ -117,6 +117,10 @@ pub(crate) struct RawSip {
     /// Threads per UDP socket that sleep until the receive threads fall
     /// behind (a full batch), then help drain the backlog; 0 = none.
     pub(crate) udp_standby_threads: usize,
+    /// After a batch of more than one datagram, a receive thread waits this
+    /// long before it reads again, so that what arrives meanwhile is
+    /// handled (and committed) together; `"0us"` = read again at once.
+    pub(crate) udp_receive_pause: String,
     /// `[sip.tls]`, needed when a `tls:` listener is configured.
     pub(crate) tls: Option<RawTls>,
 }
@@ -131,6 +135,7 @@ impl Default for RawSip {
             overload_queue_delay: "50ms".into(),
             udp_threads: 0,
             udp_standby_threads: 1,
+            udp_receive_pause: format!("{}us", crate::sip_udp::RECEIVE_PAUSE.as_micros()),
             tls: None,
         }
     }
@@ -285,6 +290,8 @@ pub(crate) struct Config {
     pub(crate) udp_threads: usize,
     /// Standby receive threads per UDP socket.
     pub(crate) udp_standby_threads: usize,
+    /// Pause after a batch of more than one datagram (zero: none).
+    pub(crate) udp_receive_pause: Duration,
     /// TLS files, when a `tls:` listener exists.
     pub(crate) tls: Option<RawTls>,
     /// Registrar policy.
@@ -383,6 +390,14 @@ impl RawConfig {
         if self.sip.udp_standby_threads > 64 {
             return Err(invalid("sip.udp_standby_threads", "must be from 0 to 64"));
         }
+        let udp_receive_pause = parse_duration(&self.sip.udp_receive_pause)
+            .filter(|d| *d <= crate::sip_udp::MAX_RECEIVE_PAUSE)
+            .ok_or_else(|| {
+                invalid(
+                    "sip.udp_receive_pause",
+                    "a duration from 0us (read again at once) to 1ms, such as \"200us\"",
+                )
+            })?;
         let udp_threads = match self.sip.udp_threads {
             0 => crate::sip_udp::default_receive_threads(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -550,6 +565,7 @@ impl RawConfig {
             overload_queue_delay,
             udp_threads,
             udp_standby_threads: self.sip.udp_standby_threads,
+            udp_receive_pause,
             tls: self.sip.tls.clone(),
             policy,
             auth,

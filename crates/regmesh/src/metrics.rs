@@ -27,6 +27,10 @@ pub(crate) struct SipCounters {
     /// while the receive threads are behind: how much of the load was
     /// past what `sip.udp_threads` take on their own.
     pub(crate) udp_standby_datagrams: AtomicU64,
+    /// Pauses a UDP receive thread took after a batch of several datagrams
+    /// (`sip.udp_receive_pause`): how often it gathered instead of reading
+    /// on at once.
+    pub(crate) udp_receive_pauses: AtomicU64,
     /// How long UDP requests answered at once (no commit to wait for:
     /// challenges, lookups, errors, refusals) took inside this node.
     pub(crate) udp_answer_immediate: AnswerTimes,
@@ -286,6 +290,12 @@ fn render(s: &MetricsState) -> String {
         "regmesh_sip_udp_standby_datagrams_total",
         "UDP datagrams taken by standby receive threads (woken only while the receive threads are behind).",
         s.counters.udp_standby_datagrams.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "regmesh_sip_udp_receive_pauses_total",
+        "Pauses of a UDP receive thread after a batch of several datagrams, to gather the next ones (sip.udp_receive_pause).",
+        s.counters.udp_receive_pauses.load(Ordering::Relaxed),
     );
     counter(
         &mut out,

@@ -63,6 +63,9 @@ pub(crate) struct SipShared {
     /// `sip.udp_standby_threads`: threads per UDP socket woken only while
     /// the receive threads are behind.
     pub(crate) udp_standby_threads: usize,
+    /// `sip.udp_receive_pause`: how long a UDP receive thread waits after a
+    /// batch of more than one datagram before it reads again.
+    pub(crate) udp_receive_pause: Duration,
     pub(crate) cancel: CancellationToken,
     pub(crate) tracker: TaskTracker,
 }
@@ -137,6 +140,7 @@ async fn serve(cfg: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
         overload_queue_delay: cfg.overload_queue_delay,
         udp_threads: cfg.udp_threads,
         udp_standby_threads: cfg.udp_standby_threads,
+        udp_receive_pause: cfg.udp_receive_pause,
         cancel: cancel.clone(),
         tracker: tracker.clone(),
     });

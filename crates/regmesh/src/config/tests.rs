@@ -80,6 +80,22 @@ fn one_udp_standby_thread_by_default_and_none_can_be_asked() {
     assert_eq!(c.udp_standby_threads, 0);
 }
 
+#[test]
+fn udp_receive_pause_is_off_by_default_and_can_be_set_up_to_1ms() {
+    let c = RawConfig::from_toml("")
+        .and_then(RawConfig::validate)
+        .expect("valid");
+    assert_eq!(c.udp_receive_pause, Duration::ZERO);
+    let c = RawConfig::from_toml("[sip]\nudp_receive_pause = \"200us\"")
+        .and_then(RawConfig::validate)
+        .expect("valid");
+    assert_eq!(c.udp_receive_pause, Duration::from_micros(200));
+    let c = RawConfig::from_toml("[sip]\nudp_receive_pause = \"1ms\"")
+        .and_then(RawConfig::validate)
+        .expect("valid");
+    assert_eq!(c.udp_receive_pause, Duration::from_millis(1));
+}
+
 /// Every table rejects a key it does not know, and the message names it
 /// (hickory's `test_reject_unknown_fields`).
 #[test]
@@ -158,6 +174,14 @@ fn rules_name_their_key() {
         ),
         ("[sip]\nudp_threads = 65", "sip.udp_threads"),
         ("[sip]\nudp_standby_threads = 65", "sip.udp_standby_threads"),
+        (
+            "[sip]\nudp_receive_pause = \"2ms\"",
+            "sip.udp_receive_pause",
+        ),
+        (
+            "[sip]\nudp_receive_pause = \"soon\"",
+            "sip.udp_receive_pause",
+        ),
     ];
     for (text, key) in cases {
         let e = err_text(text);
