@@ -29,10 +29,11 @@
 //! that what arrives meanwhile is handled, and committed, together. A
 //! lone client with one request in flight never leaves two waiting and
 //! never pays the pause; a full batch (a backlog) is read on at once.
-//! It is off by default: measured (BENCHMARKS.md, "Receive pause"), it
-//! pays with digest auth under open load (less CPU, a lower p99) and
-//! costs elsewhere (a higher p50, a higher p99 without auth, less
-//! throughput for clients that keep few requests in flight).
+//! Measured (BENCHMARKS.md, "Receive pause"), it pays with digest auth
+//! under open load from many clients, the registrar's usual load (less
+//! CPU per REGISTER, a lower p99), makes no difference without auth, and
+//! costs a higher p50 and throughput for clients that each keep few
+//! requests in flight and wait for their answers.
 //!
 //! Overload: a re-registration storm can bring more requests than the
 //! node can answer. Then the receive buffer fills, the kernel drops
@@ -89,9 +90,9 @@ const RECV_BUFFER: usize = 8 << 20;
 /// answers per `sendmmsg`.
 const BATCH: usize = 32;
 
-/// Default of `sip.udp_receive_pause`: none (see the module docs for
-/// when one pays).
-pub(crate) const RECEIVE_PAUSE: Duration = Duration::ZERO;
+/// Default of `sip.udp_receive_pause` (see the module docs): the best of
+/// 50, 100 and 200 µs in the A/B of BENCHMARKS.md, "Receive pause".
+pub(crate) const RECEIVE_PAUSE: Duration = Duration::from_micros(200);
 
 /// Longest `sip.udp_receive_pause` accepted: beyond it the pause itself
 /// would be a visible share of a client's latency.
@@ -1239,14 +1240,15 @@ mod tests {
         let endpoint = p.endpoint();
         let mut receiver = p.receive_loop(&endpoint, None);
         let pauses = || p.shared.counters.udp_receive_pauses.load(Ordering::Relaxed);
-        // Off by default: five waiting, no pause.
+        // Turned off: five waiting, no pause.
+        receiver.pause = Duration::ZERO;
         for i in 0..5 {
             c.send_to(&register(i, me), p.addr).expect("send");
         }
         assert_eq!(receiver.step(), 5);
         assert_eq!(pauses(), 0);
-        // Configured: five waiting, one pause after their batch.
-        receiver.pause = Duration::from_micros(200);
+        // The default: five waiting, one pause after their batch.
+        receiver.pause = RECEIVE_PAUSE;
         for i in 5..10 {
             c.send_to(&register(i, me), p.addr).expect("send");
         }

@@ -81,15 +81,15 @@ fn one_udp_standby_thread_by_default_and_none_can_be_asked() {
 }
 
 #[test]
-fn udp_receive_pause_is_off_by_default_and_can_be_set_up_to_1ms() {
+fn udp_receive_pause_defaults_to_200us_and_zero_turns_it_off() {
     let c = RawConfig::from_toml("")
         .and_then(RawConfig::validate)
         .expect("valid");
-    assert_eq!(c.udp_receive_pause, Duration::ZERO);
-    let c = RawConfig::from_toml("[sip]\nudp_receive_pause = \"200us\"")
+    assert_eq!(c.udp_receive_pause, Duration::from_micros(200));
+    let c = RawConfig::from_toml("[sip]\nudp_receive_pause = \"0us\"")
         .and_then(RawConfig::validate)
         .expect("valid");
-    assert_eq!(c.udp_receive_pause, Duration::from_micros(200));
+    assert_eq!(c.udp_receive_pause, Duration::ZERO);
     let c = RawConfig::from_toml("[sip]\nudp_receive_pause = \"1ms\"")
         .and_then(RawConfig::validate)
         .expect("valid");
