@@ -4,9 +4,13 @@
 # (bench/kamailio-registrar.cfg), auth, and the RPC listener ("" = none).
 
 # regmesh_config FILE DATA_DIR PORT AUTH(0|1) RPC_LISTEN
+# RECEIVE_PAUSE (environment), when set, is sip.udp_receive_pause (left
+# out otherwise, so builds before it still start).
 # EXTRA_CONFIG (environment), when set, is appended as is, e.g.
 #   EXTRA_CONFIG=$'[store]\ncommit_interval = "500us"' bench/quick.sh
 regmesh_config() {
+  local pause=""
+  if [ -n "${RECEIVE_PAUSE:-}" ]; then pause="udp_receive_pause = \"$RECEIVE_PAUSE\""; fi
   cat >"$1" <<CFG
 [node]
 id = 1
@@ -16,6 +20,7 @@ listen = ["udp:127.0.0.1:$3"]
 udp_threads = ${UDP_THREADS:-0}
 udp_standby_threads = ${UDP_STANDBY:-1}
 overload_queue_delay = "${OVERLOAD_DELAY:-50ms}"
+$pause
 [registrar]
 default_expires = 3600
 min_expires = 60
