@@ -364,8 +364,6 @@ struct ReceiveLoop {
     /// The standby thread this one wakes when it falls behind (a full
     /// batch), if any (see [`ReceiveLoop::standby`]).
     wake: Option<Thread>,
-    /// `sip.udp_receive_pause` (zero: none).
-    pause: Duration,
 }
 
 impl ReceiveLoop {
@@ -377,7 +375,6 @@ impl ReceiveLoop {
         wake: Option<Thread>,
     ) -> Self {
         let bufs = vec![0u8; BATCH * (shared.max_message_size + 1)];
-        let pause = shared.udp_receive_pause;
         Self {
             sock,
             local,
@@ -388,7 +385,6 @@ impl ReceiveLoop {
             replies: Vec::with_capacity(BATCH),
             arrivals: Vec::with_capacity(BATCH),
             wake,
-            pause,
         }
     }
 
@@ -405,7 +401,7 @@ impl ReceiveLoop {
     fn step(&mut self) -> usize {
         let taken = self.receive_batch(MsgFlags::MSG_WAITFORONE);
         self.send_replies();
-        if let Some(pause) = pause_after(taken, self.pause) {
+        if let Some(pause) = pause_after(taken, self.shared.udp_receive_pause) {
             self.shared
                 .counters
                 .udp_receive_pauses
@@ -852,6 +848,10 @@ mod tests {
     }
 
     fn parts(bind_to: &str) -> Parts {
+        parts_with_pause(bind_to, RECEIVE_PAUSE)
+    }
+
+    fn parts_with_pause(bind_to: &str, udp_receive_pause: Duration) -> Parts {
         let dir = tempfile::tempdir().expect("temp dir");
         let location = Arc::new(
             Location::open(
@@ -889,7 +889,7 @@ mod tests {
             overload_queue_delay: None,
             udp_threads: 1,
             udp_standby_threads: 1,
-            udp_receive_pause: RECEIVE_PAUSE,
+            udp_receive_pause,
             cancel: CancellationToken::new(),
             tracker: TaskTracker::new(),
         });
@@ -1234,35 +1234,47 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_receive_thread_pauses_after_several_datagrams_and_answers_them_all() {
-        let p = parts("127.0.0.1:0");
+        // Turned off: five waiting, no pause.
+        let (taken, pauses, got) = steps_with_pause(Duration::ZERO, &[5]).await;
+        assert_eq!(taken, [5]);
+        assert_eq!(pauses, 0);
+        assert_eq!(got.len(), 5, "every REGISTER answered");
+        assert!(got.values().all(|s| *s == 200), "{got:?}");
+        // The default: five waiting, one pause after their batch; then one
+        // waiting, no pause.
+        let (taken, pauses, got) = steps_with_pause(RECEIVE_PAUSE, &[5, 1]).await;
+        assert_eq!(taken, [5, 1]);
+        assert_eq!(pauses, 1);
+        assert_eq!(got.len(), 6, "every REGISTER answered");
+        assert!(got.values().all(|s| *s == 200), "{got:?}");
+    }
+
+    /// With `sip.udp_receive_pause` set to `pause`, queue each of `batches`
+    /// REGISTERs in turn and let a receive loop take one step for it;
+    /// returns each step's batch size, the pauses counted and every answer.
+    async fn steps_with_pause(
+        pause: Duration,
+        batches: &[usize],
+    ) -> (Vec<usize>, u64, BTreeMap<String, u16>) {
+        let p = parts_with_pause("127.0.0.1:0", pause);
         let c = client(p.addr);
         let me = c.local_addr().expect("client addr");
         let endpoint = p.endpoint();
         let mut receiver = p.receive_loop(&endpoint, None);
-        let pauses = || p.shared.counters.udp_receive_pauses.load(Ordering::Relaxed);
-        // Turned off: five waiting, no pause.
-        receiver.pause = Duration::ZERO;
-        for i in 0..5 {
-            c.send_to(&register(i, me), p.addr).expect("send");
+        let mut sent = 0;
+        let mut taken = Vec::new();
+        for &n in batches {
+            for i in sent..sent + n {
+                c.send_to(&register(i, me), p.addr).expect("send");
+            }
+            sent += n;
+            taken.push(receiver.step());
         }
-        assert_eq!(receiver.step(), 5);
-        assert_eq!(pauses(), 0);
-        // The default: five waiting, one pause after their batch.
-        receiver.pause = RECEIVE_PAUSE;
-        for i in 5..10 {
-            c.send_to(&register(i, me), p.addr).expect("send");
-        }
-        assert_eq!(receiver.step(), 5);
-        assert_eq!(pauses(), 1);
-        // One waiting: no pause.
-        c.send_to(&register(10, me), p.addr).expect("send");
-        assert_eq!(receiver.step(), 1);
-        assert_eq!(pauses(), 1);
-        let got = tokio::task::spawn_blocking(move || collect(&c, 11, Duration::from_secs(5)))
+        let got = tokio::task::spawn_blocking(move || collect(&c, sent, Duration::from_secs(5)))
             .await
             .expect("collector");
-        assert_eq!(got.len(), 11, "every REGISTER answered");
-        assert!(got.values().all(|s| *s == 200), "{got:?}");
+        let pauses = p.shared.counters.udp_receive_pauses.load(Ordering::Relaxed);
+        (taken, pauses, got)
     }
 
     #[test]
